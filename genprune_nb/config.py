@@ -121,7 +121,8 @@ class DataConfig:
     """Which corpus a preset trains on and where its token shards live."""
 
     corpus: str = "english_prose"  # a data-catalog name (genprune_nb.data.catalog)
-    tokens_dir: str = "data/tokens/english_prose"  # holds {name}_val_*.bin and {name}_train_*.bin
+    tokens_dir: str = "data/tokens/english_prose"  # holds {shard_prefix}_val_*.bin and {shard_prefix}_train_*.bin
+    shard_prefix: str = "english_prose"
     val_documents: int = 10  # documents held out for validation when preparing from text
 
 
@@ -179,14 +180,14 @@ PRESETS: dict[str, Preset] = {
             "the paper's d12 model and recipe (one outer generation: 7,000 steps of 524,288 tokens)",
             ModelConfig(),
             TrainConfig(),
-            DataConfig(corpus="fineweb10B", tokens_dir="data/tokens/fineweb10B", val_documents=0),
+            DataConfig(corpus="fineweb10B", tokens_dir="data/tokens/fineweb10B", shard_prefix="fineweb", val_documents=0),
         ),
         Preset(
             "gpt2-417m",
             "the paper's scaled-up run, GPT-2-medium shape (24 layers, 16 heads, width 1024)",
             ModelConfig(n_layer=24, n_head=16, n_embd=1024),
             TrainConfig(micro_batch_size=16),
-            DataConfig(corpus="fineweb10B", tokens_dir="data/tokens/fineweb10B", val_documents=0),
+            DataConfig(corpus="fineweb10B", tokens_dir="data/tokens/fineweb10B", shard_prefix="fineweb", val_documents=0),
         ),
     ]
 }
@@ -220,6 +221,7 @@ def override(preset: Preset, assignments: list[str] | dict[str, Any]) -> Preset:
     """Return ``preset`` with ``section.field=value`` assignments applied (sections: model, train, data)."""
     items = assignments.items() if isinstance(assignments, dict) else [_split(a) for a in assignments]
     sections = {"model": preset.model, "train": preset.train, "data": preset.data}
+    changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, value in items:
         section, _, name = key.partition(".")
         if section not in sections or not name:
@@ -233,8 +235,11 @@ def override(preset: Preset, assignments: list[str] | dict[str, Any]) -> Preset:
                 value = _parse_value(value, current)
             except ValueError:
                 raise ConfigError(f"override {key!r}: cannot read {value!r} as {type(current).__name__}") from None
-        sections[section] = dataclasses.replace(obj, **{name: value})
-    return dataclasses.replace(preset, **sections)
+        changes[section][name] = value
+    # all changes of a section at once, so interdependent fields (steps vs warmup) validate together
+    return dataclasses.replace(
+        preset, **{name: dataclasses.replace(obj, **changes[name]) for name, obj in sections.items()}
+    )
 
 
 def _split(assignment: str) -> tuple[str, str]:

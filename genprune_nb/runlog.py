@@ -1,0 +1,44 @@
+"""Per-run metrics as JSON lines (``<run>/metrics.jsonl``), one record per logged event."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+
+
+class RunLog:
+    """Append-only JSONL log; on resume, records beyond the restored step are dropped."""
+
+    def __init__(self, path: str | Path, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+
+    def append(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        """All records; a partial last line (a kill mid-write) is ignored, a bad line elsewhere is an error."""
+        if not self.path.exists():
+            return []
+        lines = [l for l in self.path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        out = []
+        for i, line in enumerate(lines, 1):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i < len(lines):
+                    raise ValueError(f"{self.path}: line {i} is not a JSON record") from None
+        return out
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only records with ``step <= step`` (a killed run may have logged past its last checkpoint)."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = [r for r in self.records() if r.get("step", 0) <= step]
+        atomic.write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))

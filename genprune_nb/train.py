@@ -1,0 +1,213 @@
+"""The training loop: gradient accumulation, the masked AdamW step, validation, checkpoints and resume.
+
+One function, ``train``, serves the plain run, every outer-loop generation and every inner-loop condition:
+they differ only in the preset's schedule, the initial weights and the masks. Under torchrun it runs data
+parallel (gradients synchronised on the last micro-step only; rank 0 alone logs and writes).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from . import atomic
+from .checkpoint import (
+    Checkpoint,
+    latest_checkpoint,
+    load_model_state,
+    prune_checkpoints,
+    restore_training_state,
+    save_checkpoint,
+)
+from .config import Preset, dumps
+from .data.loader import TokenLoader
+from .data.shards import list_shards
+from .launch import DistContext, init_distributed
+from .model import GPT, flops_per_token, peak_flops
+from .optim import WeightMask, build_optimizer, set_lr
+from .runlog import RunLog
+from .schedule import lr_at
+
+
+class RunDirError(RuntimeError):
+    """The run directory already holds a run and neither resume nor overwrite was asked for."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_val_loss: float | None
+    checkpoint: Checkpoint | None
+
+
+def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    """bf16 (or fp16) autocast on CUDA; fp32 on CPU."""
+    if device.type == "cuda" and dtype != "float32":
+        return torch.autocast("cuda", dtype=getattr(torch, dtype))
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def validation_loss(
+    model: nn.Module, loader: TokenLoader, n_batches: int, ctx: DistContext, dtype: str = "bfloat16"
+) -> float:
+    """Mean loss over the first ``n_batches`` batches of ``loader`` (from its start), averaged over ranks."""
+    was_training = model.training
+    model.eval()
+    loader.reset()
+    total = torch.zeros((), device=ctx.device)
+    for _ in range(n_batches):
+        x, y = (t.to(ctx.device, non_blocking=True) for t in loader.next_batch())
+        with autocast_context(ctx.device, dtype):
+            _, loss = model(x, y)
+        total += loss.float()
+    model.train(was_training)
+    return ctx.all_reduce_mean(total / n_batches).item()
+
+
+def shard_files(preset: Preset, split: str) -> list[Path]:
+    return list_shards(preset.data.tokens_dir, preset.data.shard_prefix, split)
+
+
+def train(
+    preset: Preset,
+    run_dir: str | Path,
+    *,
+    train_files: Sequence[str | Path] | None = None,
+    val_files: Sequence[str | Path] | None = None,
+    init_state: Mapping[str, torch.Tensor] | None = None,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    until: int | None = None,
+    ctx: DistContext | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``preset`` into ``run_dir``; with ``resume`` continue from its latest checkpoint.
+
+    ``init_state`` replaces the random init (e.g. a connectome's signed constants); ``masks`` (parameter name ->
+    0/1 tensor) are held fixed: pruned weights are exactly zero at every forward. Both are stored in the
+    checkpoints, so a resumed run needs neither. ``until`` stops after that step with a checkpoint (a
+    time-boxed session); a later ``resume`` continues exactly as if the run had never stopped.
+    """
+    ctx = ctx or init_distributed()
+    cfg, run_dir = preset.train, Path(run_dir)
+    train_files = list(train_files) if train_files is not None else shard_files(preset, "train")
+    val_files = list(val_files) if val_files is not None else shard_files(preset, "val")
+    accum = cfg.grad_accum_steps(ctx.world_size)
+    val_batches = cfg.val_tokens // (cfg.micro_batch_size * cfg.seq_len * ctx.world_size)
+    if cfg.val_every and val_batches == 0:
+        raise ValueError(
+            f"train.val_tokens={cfg.val_tokens} is less than one validation batch "
+            f"({cfg.micro_batch_size} x {cfg.seq_len} x {ctx.world_size} ranks)"
+        )
+
+    torch.manual_seed(cfg.seed)
+    model = GPT(preset.model)
+    if init_state is not None:
+        load_model_state(model, dict(init_state))
+    model.to(ctx.device)
+    weight_mask = WeightMask(model, masks) if masks else None
+    optimizer = build_optimizer(model, cfg, ctx.device)
+    train_loader = TokenLoader(train_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size)
+    val_loader = TokenLoader(val_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size)
+    log = RunLog(run_dir / "metrics.jsonl", enabled=ctx.is_main)
+
+    start, val_loss_at_start = 0, None
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None and resume:
+        saved_masks = ckpt.masks()
+        if saved_masks:
+            weight_mask = WeightMask(model, saved_masks)
+        state = restore_training_state(ckpt, model, optimizer)
+        train_loader.load_state_dict(state["loader"])
+        start, val_loss_at_start = state["step"], state.get("val_loss")
+        log.truncate_after(start)
+    elif ckpt is not None and not overwrite:
+        raise RunDirError(f"{run_dir} already holds a run (latest {ckpt.path.name}); pass resume or overwrite")
+    elif ctx.is_main and log.path.exists():
+        log.path.unlink()
+    if weight_mask is not None:
+        weight_mask.apply_to_weights()
+    if ctx.is_main:
+        atomic.write_text(run_dir / "config.json", dumps(preset) + "\n")
+
+    net: nn.Module = model
+    if ctx.distributed:
+        net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if cfg.compile and ctx.device.type == "cuda":
+        net = torch.compile(net)
+
+    flops_tok = flops_per_token(preset.model, cfg.seq_len)
+    peak = peak_flops(ctx.device)
+    keep = set(cfg.keep_checkpoints) | {cfg.steps}
+    val_loss = val_loss_at_start
+    shown: dict[str, str] = {}
+    last = ckpt if resume else None
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {run_dir.name}", disable=not (progress and ctx.is_main),
+               dynamic_ncols=True)
+    t0 = time.perf_counter()
+    model.train()
+    stop = min(until, cfg.steps) if until is not None else cfg.steps
+    for step in range(start, stop):
+        lr = lr_at(step, cfg)
+        set_lr(optimizer, lr)
+        loss_sum = torch.zeros((), device=ctx.device)
+        for micro in range(accum):
+            x, y = (t.to(ctx.device, non_blocking=True) for t in train_loader.next_batch())
+            sync = micro == accum - 1 or not ctx.distributed
+            with contextlib.nullcontext() if sync else net.no_sync():
+                with autocast_context(ctx.device, cfg.autocast_dtype):
+                    _, loss = net(x, y)
+                (loss / accum).backward()
+            loss_sum += loss.detach().float()
+        if weight_mask is not None:
+            weight_mask.apply_to_grads()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if weight_mask is not None:
+            weight_mask.apply_to_weights()
+
+        done = step + 1
+        bar.update(1)
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            train_loss = ctx.all_reduce_mean(loss_sum / accum).item()
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training loss is {train_loss} at step {done} of {run_dir}")
+            dt = time.perf_counter() - t0
+            tok_s = cfg.tokens_per_step * (done - start) / dt
+            record = {"step": done, "tokens": done * cfg.tokens_per_step, "lr": lr, "train_loss": train_loss,
+                      "grad_norm": float(grad_norm), "tokens_per_s": tok_s}
+            if peak:
+                record["mfu"] = flops_tok * tok_s / (peak * ctx.world_size)
+            log.append(record)
+            shown["loss"] = f"{train_loss:.3f}"
+            bar.set_postfix(shown, refresh=False)
+        if (cfg.val_every and done % cfg.val_every == 0) or (done == cfg.steps and val_batches):
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
+            log.append({"step": done, "tokens": done * cfg.tokens_per_step, "val_loss": val_loss})
+            shown["val"] = f"{val_loss:.3f}"
+            bar.set_postfix(shown, refresh=False)
+        if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done in keep or done == stop:
+            if ctx.is_main:
+                last = save_checkpoint(
+                    run_dir, done, model=model, preset=preset, optimizer=optimizer,
+                    masks=weight_mask.state_dict() if weight_mask else None,
+                    state={"tokens": done * cfg.tokens_per_step, "loader": train_loader.state_dict(),
+                           "val_loss": val_loss, "world_size": ctx.world_size},
+                )
+                prune_checkpoints(run_dir, cfg.keep_last, keep)
+            ctx.barrier()
+    bar.close()
+    return TrainResult(run_dir, stop, val_loss, last)
+
