@@ -1,0 +1,112 @@
+"""Distributed-aware sequential loader over token shards (llm.c / modded-nanogpt semantics).
+
+Each step the whole world consumes ``B*T*world`` consecutive tokens of the current shard: rank ``r`` reads the
+``B*T + 1`` tokens at ``position + r*B*T`` (inputs and next-token targets), then ``position`` advances by
+``B*T*world``. When the next step would run past the shard end the loader moves to the next shard at position 0;
+after the last shard it wraps to the first and ``epoch`` increases. The state (shard, position, epoch) is the same
+on every rank, so one rank's :meth:`TokenLoader.state_dict` restores all of them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .shards import read_header, read_shard
+
+
+def tokens_per_step(batch_size: int, seq_len: int, world_size: int = 1) -> int:
+    """Tokens consumed by the whole world in one step (``B*T*world``)."""
+    return batch_size * seq_len * world_size
+
+
+class TokenLoader:
+    """Yields ``(x, y)`` int64 tensors of shape ``[batch_size, seq_len]`` for one rank; ``y`` is ``x`` shifted by one."""
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike],
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if not files:
+            raise ValueError("TokenLoader needs at least one shard file")
+        if batch_size < 1 or seq_len < 1:
+            raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        self.files = [Path(f) for f in files]
+        self.batch_size, self.seq_len, self.rank, self.world_size = batch_size, seq_len, rank, world_size
+        self.step_tokens = tokens_per_step(batch_size, seq_len, world_size)
+        # headers are checked up front (cheap), so a bad or short shard fails now, not hours into training
+        self._n_tokens = [read_header(f).n_tokens for f in self.files]
+        for f, n in zip(self.files, self._n_tokens):
+            if n < self.step_tokens + 1:
+                raise ValueError(
+                    f"shard {f} holds {n} tokens, fewer than one step of the whole world needs "
+                    f"(B*T*world + 1 = {batch_size}*{seq_len}*{world_size} + 1 = {self.step_tokens + 1})"
+                )
+        self._open: tuple[int, np.ndarray] | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Go back to the start of the first shard, epoch 0."""
+        self.shard, self.position, self.epoch = 0, 0, 0
+
+    def _tokens(self) -> np.ndarray:
+        if self._open is None or self._open[0] != self.shard:
+            self._open = (self.shard, read_shard(self.files[self.shard]))  # the previous map is released
+        return self._open[1]
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's next ``(x, y)``, CPU int64 tensors of shape ``[B, T]``."""
+        if self.position + self.step_tokens + 1 > self._n_tokens[self.shard]:
+            self.shard, self.position = self.shard + 1, 0
+            if self.shard == len(self.files):
+                self.shard, self.epoch = 0, self.epoch + 1
+        n = self.batch_size * self.seq_len
+        start = self.position + self.rank * n
+        buf = torch.from_numpy(self._tokens()[start : start + n + 1].astype(np.int64))
+        self.position += self.step_tokens
+        return buf[:-1].view(self.batch_size, self.seq_len), buf[1:].view(self.batch_size, self.seq_len)
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable position in the token stream, plus the geometry it is valid for."""
+        return {
+            "shard": self.shard,
+            "position": self.position,
+            "epoch": self.epoch,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "world_size": self.world_size,
+            "files": [f.name for f in self.files],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue exactly where :meth:`state_dict` was taken; the geometry and shard names must match."""
+        current = self.state_dict()
+        missing = sorted(set(current) - set(state))
+        if missing:
+            raise ValueError(f"loader state lacks {missing}")
+        for key in ("batch_size", "seq_len", "world_size", "files"):
+            if state[key] != current[key]:
+                raise ValueError(
+                    f"loader state has {key}={state[key]!r} but this loader has {current[key]!r}; "
+                    "resuming would change the token stream"
+                )
+        shard, position, epoch = int(state["shard"]), int(state["position"]), int(state["epoch"])
+        if not 0 <= shard < len(self.files):
+            raise ValueError(f"loader state shard={shard} is outside [0, {len(self.files)})")
+        if not 0 <= position <= self._n_tokens[shard] or position % self.step_tokens:
+            raise ValueError(
+                f"loader state position={position} is not a step boundary within shard {self.files[shard]} "
+                f"({self._n_tokens[shard]} tokens, {self.step_tokens} tokens per step)"
+            )
+        if epoch < 0:
+            raise ValueError(f"loader state epoch={epoch} is negative")
+        self.shard, self.position, self.epoch = shard, position, epoch

@@ -1,0 +1,167 @@
+"""Tokenize text documents into llm.c-style token shards (``{name}_val_*.bin`` then ``{name}_train_*.bin``).
+
+As in llm.c's ``fineweb.py``: every document is prefixed with ``<|endoftext|>`` (50256), shards hold at most
+``shard_tokens`` tokens, a document may straddle a shard boundary, and the shard index runs on across the
+splits (one val shard -> ``val_000000``, then ``train_000001``, ...), matching the FineWeb10B file names.
+"""
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..atomic import write_json
+from ..tokenizer import EOT, get_tokenizer
+from .shards import write_shard
+
+SPLITS = ("val", "train")
+_BATCH_DOCS = 64  # documents per encode_ordinary_batch call
+
+
+class _ShardWriter:
+    """Fills fixed-size token buffers and writes each full one as the next shard."""
+
+    def __init__(self, out_dir: Path, name: str, shard_tokens: int):
+        self.out_dir, self.name = out_dir, name
+        self.buf = np.empty(shard_tokens, dtype=np.uint16)
+        self.fill = 0
+        self.index = 0  # runs on across splits, as in llm.c
+        self.files: dict[str, list[str]] = {s: [] for s in SPLITS}
+        self.tokens = {s: 0 for s in SPLITS}
+
+    def add(self, split: str, tokens: np.ndarray) -> None:
+        while tokens.size:
+            take = min(tokens.size, self.buf.size - self.fill)
+            self.buf[self.fill : self.fill + take] = tokens[:take]
+            self.fill += take
+            tokens = tokens[take:]
+            if self.fill == self.buf.size:
+                self.flush(split)
+
+    def flush(self, split: str) -> None:
+        if not self.fill:
+            return
+        fname = f"{self.name}_{split}_{self.index:06d}.bin"
+        write_shard(self.out_dir / fname, self.buf[: self.fill])
+        self.files[split].append(fname)
+        self.tokens[split] += self.fill
+        self.index += 1
+        self.fill = 0
+
+
+def _existing_shards(out_dir: Path, name: str) -> set[str]:
+    return {p.name for s in SPLITS for p in out_dir.glob(f"{glob.escape(name)}_{s}_*.bin")}
+
+
+def prepare_documents(
+    documents: Iterable[str],
+    out_dir: str | os.PathLike,
+    name: str,
+    *,
+    val_documents: int = 10,
+    shard_tokens: int = 100_000_000,
+    progress: bool = True,
+    overwrite: bool = False,
+    source=None,
+) -> dict:
+    """Tokenize ``documents`` into shards in ``out_dir``; the first ``val_documents`` form the val split.
+
+    Every shard and ``{name}_meta.json`` is written atomically. Existing ``{name}`` shards are an error unless
+    ``overwrite``; then shards of the old set that the new one does not rewrite are removed at the end.
+    ``source`` (JSON-serialisable) is recorded in the meta file. Returns the meta dict plus ``out_dir``:
+    ``files`` and ``tokens`` per split, ``documents`` per split.
+    """
+    total = len(documents) if hasattr(documents, "__len__") else None
+    out_dir = Path(out_dir)
+    if val_documents < 0:
+        raise ValueError(f"val_documents must be >= 0, got {val_documents}")
+    if not 1 <= shard_tokens < 2**31:
+        raise ValueError(f"shard_tokens must be in [1, 2**31), got {shard_tokens}")
+    old = _existing_shards(out_dir, name)
+    if old and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds {len(old)} '{name}' shards (e.g. {min(old)}); pass overwrite=True to replace them"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    enc = get_tokenizer()
+    writer = _ShardWriter(out_dir, name, shard_tokens)
+    n_docs = {s: 0 for s in SPLITS}
+    docs: Iterator[str] = iter(documents)
+    with tqdm(total=total, unit="doc", desc=f"tokenizing {name}", disable=not progress) as bar:
+        while batch := list(itertools.islice(docs, _BATCH_DOCS)):
+            for i, doc in enumerate(batch):
+                if not isinstance(doc, str):
+                    raise TypeError(f"document {sum(n_docs.values()) + i} is {type(doc).__name__}, not str")
+            for ids in enc.encode_ordinary_batch(batch):
+                split = "val" if n_docs["val"] < val_documents else "train"
+                if split == "train" and n_docs["train"] == 0:
+                    writer.flush("val")  # the val split ends with its own (partial) shard
+                writer.add(split, np.array([EOT, *ids], dtype=np.uint16))
+                n_docs[split] += 1
+            bar.update(len(batch))
+    if not sum(n_docs.values()):
+        raise ValueError(f"no documents given for dataset {name!r}")
+    writer.flush("train" if n_docs["train"] else "val")
+    for stale in sorted(old - set(writer.files["val"] + writer.files["train"])):
+        (out_dir / stale).unlink()
+    summary = {
+        "name": name,
+        "files": writer.files,
+        "tokens": writer.tokens,
+        "documents": n_docs,
+        "shard_tokens": shard_tokens,
+        "tokenizer": "gpt2",
+        "eot": EOT,
+        "source": source,
+    }
+    write_json(out_dir / f"{name}_meta.json", summary)
+    return {**summary, "out_dir": str(out_dir)}
+
+
+def _expand(pattern_or_paths: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[str], list[Path]]:
+    single = isinstance(pattern_or_paths, (str, os.PathLike))
+    patterns = [str(p) for p in ([pattern_or_paths] if single else pattern_or_paths)]
+    paths: set[Path] = set()
+    for pat in patterns:
+        matched = [Path(p) for p in glob.glob(pat, recursive=True) if os.path.isfile(p)]
+        if not matched:
+            raise FileNotFoundError(f"no text files match {pat!r}")
+        paths.update(matched)
+    return patterns, sorted(paths)
+
+
+class _TextFiles:
+    """Sized, lazy sequence of the UTF-8 contents of ``paths``."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[str]:
+        for path in self.paths:
+            try:
+                yield path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} is not valid UTF-8: {e}") from e
+
+
+def prepare_files(
+    pattern_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    name: str,
+    **kw,
+) -> dict:
+    """:func:`prepare_documents` over UTF-8 text files, one document per file, in sorted path order.
+
+    ``pattern_or_paths`` is a glob pattern (``**`` allowed) or a list of paths/patterns; each must match a file.
+    """
+    patterns, paths = _expand(pattern_or_paths)
+    kw.setdefault("source", {"patterns": patterns, "files": [str(p) for p in paths]})
+    return prepare_documents(_TextFiles(paths), out_dir, name, **kw)

@@ -1,0 +1,92 @@
+"""Token shards in the llm.c / modded-nanogpt format.
+
+A shard is a header of 256 little-endian int32 ``[20240520 (magic), 1 (version), n_tokens, 0, ...]``
+followed by ``n_tokens`` little-endian uint16 token ids.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..atomic import atomic_path
+
+MAGIC = 20240520
+VERSION = 1
+HEADER_INTS = 256
+HEADER_BYTES = HEADER_INTS * 4
+TOKEN_DTYPE = np.dtype("<u2")
+
+
+class ShardError(ValueError):
+    """A file is not a valid token shard; the message names the file and the fault."""
+
+
+class ShardHeader(NamedTuple):
+    magic: int
+    version: int
+    n_tokens: int
+
+
+def read_header(path: str | os.PathLike) -> ShardHeader:
+    """Read and check a shard's header and body length (magic, version, n_tokens vs file size)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size < HEADER_BYTES:
+        raise ShardError(f"{path}: file shorter than the shard header ({size} bytes < {HEADER_BYTES})")
+    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
+    magic, version, n_tokens = (int(v) for v in header[:3])
+    if magic != MAGIC:
+        raise ShardError(f"{path}: bad magic number {magic}, expected {MAGIC} (not a token shard)")
+    if version != VERSION:
+        raise ShardError(f"{path}: unsupported shard version {version}, expected {VERSION}")
+    body = size - HEADER_BYTES
+    if n_tokens < 0 or body != n_tokens * TOKEN_DTYPE.itemsize:
+        fault = "truncated body" if body < n_tokens * TOKEN_DTYPE.itemsize else "body too long"
+        stray = " and a stray byte" if body % TOKEN_DTYPE.itemsize else ""
+        raise ShardError(
+            f"{path}: {fault}: header declares {n_tokens} tokens, file holds {body // TOKEN_DTYPE.itemsize}"
+            f"{stray} ({body} bytes after the header)"
+        )
+    return ShardHeader(magic, version, n_tokens)
+
+
+def read_shard(path: str | os.PathLike) -> np.ndarray:
+    """The shard's tokens as a read-only uint16 memory map of exactly ``n_tokens`` values."""
+    n_tokens = read_header(path).n_tokens
+    if n_tokens == 0:  # an empty file region cannot be memory-mapped
+        return np.zeros(0, dtype=TOKEN_DTYPE)
+    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(n_tokens,))
+
+
+def write_shard(path: str | os.PathLike, tokens) -> None:
+    """Atomically write ``tokens`` (1-D integer ids in [0, 65535]) as a shard at ``path``."""
+    path = Path(path)
+    arr = np.asarray(tokens)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ShardError(f"{path}: tokens must be a 1-D integer array, got dtype {arr.dtype} shape {arr.shape}")
+    if arr.size >= 2**31:
+        raise ShardError(f"{path}: {arr.size} tokens do not fit the int32 count of the header")
+    if arr.size:
+        bad = np.flatnonzero((arr < 0) | (arr > np.iinfo(TOKEN_DTYPE).max))
+        if bad.size:
+            i = int(bad[0])
+            raise ShardError(f"{path}: token id {int(arr[i])} at index {i} is outside uint16 range [0, 65535]")
+    header = np.zeros(HEADER_INTS, dtype="<i4")
+    header[:3] = (MAGIC, VERSION, arr.size)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(header.tobytes())
+        fh.write(arr.astype(TOKEN_DTYPE, copy=False).tobytes())
+
+
+def list_shards(tokens_dir: str | os.PathLike, name: str, split: str) -> list[Path]:
+    """Sorted paths of ``{name}_{split}_*.bin`` in ``tokens_dir``; an error if there are none."""
+    tokens_dir = Path(tokens_dir)
+    pattern = f"{name}_{split}_*.bin"
+    paths = sorted(tokens_dir.glob(f"{glob.escape(name)}_{glob.escape(split)}_*.bin"))
+    if not paths:
+        raise FileNotFoundError(f"no token shards matching {pattern!r} in {tokens_dir}")
+    return paths

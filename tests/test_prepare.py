@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pytest
+
+from genprune_nb.data.prepare import prepare_documents, prepare_files
+from genprune_nb.data.shards import list_shards, read_shard
+from genprune_nb.tokenizer import EOT, encode
+
+DOCS = [
+    "Hello world",
+    "The second document.",
+    "A third one, a bit longer than the others so that it straddles a shard boundary.",
+    "<|endoftext|> written as text is not the special token",
+    "",
+    "Last.",
+]
+
+
+def _stream(docs):
+    return [t for d in docs for t in [EOT, *encode(d)]]
+
+
+def _concat(paths):
+    return [int(t) for p in paths for t in read_shard(p)]
+
+
+def test_prepare_documents_splits_and_shards(tmp_path):
+    summary = prepare_documents(iter(DOCS), tmp_path, "tiny", val_documents=2, shard_tokens=7, progress=False)
+    val, train = list_shards(tmp_path, "tiny", "val"), list_shards(tmp_path, "tiny", "train")
+    # each split is exactly its documents, each prefixed by EOT, in order
+    assert _concat(val) == _stream(DOCS[:2])
+    assert _concat(train) == _stream(DOCS[2:])
+    # shards are full except the last of each split; the index runs on across splits (llm.c naming)
+    for split in (val, train):
+        sizes = [len(read_shard(p)) for p in split]
+        assert all(s == 7 for s in sizes[:-1]) and 0 < sizes[-1] <= 7
+    names = [p.name for p in val + train]
+    assert names == [f"tiny_{'val' if i < len(val) else 'train'}_{i:06d}.bin" for i in range(len(names))]
+    # counts add up
+    assert summary["documents"] == {"val": 2, "train": 4}
+    assert summary["tokens"] == {"val": len(_stream(DOCS[:2])), "train": len(_stream(DOCS[2:]))}
+    assert summary["files"] == {"val": names[: len(val)], "train": names[len(val) :]}
+    assert _concat(val + train).count(EOT) == len(DOCS)
+    meta = json.loads((tmp_path / "tiny_meta.json").read_text())
+    assert meta["tokens"] == summary["tokens"] and meta["files"] == summary["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + ["tiny_meta.json"])  # nothing else left
+
+
+def test_overwrite(tmp_path):
+    prepare_documents(DOCS, tmp_path, "t", val_documents=1, shard_tokens=5, progress=False)
+    n_before = len(list_shards(tmp_path, "t", "train"))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        prepare_documents(DOCS, tmp_path, "t", progress=False)
+    summary = prepare_documents(DOCS, tmp_path, "t", val_documents=1, shard_tokens=1000, progress=False,
+                                overwrite=True)
+    train = list_shards(tmp_path, "t", "train")
+    assert n_before > 1 and [p.name for p in train] == ["t_train_000001.bin"]  # stale shards removed
+    assert _concat(train) == _stream(DOCS[1:]) and summary["tokens"]["train"] == len(_stream(DOCS[1:]))
+
+
+def test_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="no documents"):
+        prepare_documents([], tmp_path, "e", progress=False)
+    with pytest.raises(TypeError, match="document 1 is bytes"):
+        prepare_documents(["ok", b"bytes"], tmp_path, "e", progress=False)
+    with pytest.raises(ValueError, match="shard_tokens"):
+        prepare_documents(["x"], tmp_path, "e", shard_tokens=0, progress=False)
+
+
+def test_prepare_files_sorted_glob(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    texts = {"b.txt": "bravo", "a.txt": "alpha ünïcode", "c.txt": "charlie"}
+    for name, text in texts.items():
+        (src / name).write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    summary = prepare_files(str(src / "*.txt"), out, "f", val_documents=1, progress=False)
+    assert _concat(list_shards(out, "f", "val")) == _stream(["alpha ünïcode"])
+    assert _concat(list_shards(out, "f", "train")) == _stream(["bravo", "charlie"])
+    assert summary["source"]["files"] == [str(src / n) for n in ("a.txt", "b.txt", "c.txt")]
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        prepare_files(str(src / "nothing_here*.txt"), out, "g", progress=False)
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        prepare_files([src / "a.txt", src / "missing.txt"], out, "g", progress=False)
+
+
+def test_tinyshakespeare_token_count(tmp_path, external_data_dir):
+    summary = prepare_files(external_data_dir / "tinyshakespeare" / "input.txt", tmp_path, "shakes",
+                            val_documents=0, progress=False)
+    assert summary["tokens"] == {"val": 0, "train": 338_025 + 1}  # + the EOT before the document
+    tokens = read_shard(list_shards(tmp_path, "shakes", "train")[0])
+    assert tokens[0] == EOT and np.count_nonzero(tokens == EOT) == 1
