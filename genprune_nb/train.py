@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,7 @@ from .checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
-from .config import Preset, dumps
+from .config import Preset, TrainConfig, dumps
 from .data.loader import TokenLoader
 from .data.shards import list_shards
 from .launch import DistContext, init_distributed
@@ -72,6 +72,39 @@ def validation_loss(
         total += loss.float()
     model.train(was_training)
     return ctx.all_reduce_mean(total / n_batches).item()
+
+
+def train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    weight_mask: WeightMask | None,
+    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    accum: int,
+    ctx: DistContext,
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over ``accum`` micro-batches: the masked AdamW step of DESIGN.md §3.
+
+    Gradients are synchronised across ranks on the last micro-step only; pruned entries are masked out of the
+    gradient before clipping and re-zeroed after the step. Returns (summed micro-batch loss, gradient norm).
+    """
+    loss_sum = torch.zeros((), device=ctx.device)
+    for micro in range(accum):
+        x, y = (t.to(ctx.device, non_blocking=True) for t in next_batch())
+        sync = micro == accum - 1 or not ctx.distributed
+        with contextlib.nullcontext() if sync else net.no_sync():
+            with autocast_context(ctx.device, cfg.autocast_dtype):
+                _, loss = net(x, y)
+            (loss / accum).backward()
+        loss_sum += loss.detach().float()
+    if weight_mask is not None:
+        weight_mask.apply_to_grads()
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if weight_mask is not None:
+        weight_mask.apply_to_weights()
+    return loss_sum, grad_norm
 
 
 def shard_files(preset: Preset, split: str) -> list[Path]:
@@ -120,6 +153,11 @@ def train(
     optimizer = build_optimizer(model, cfg, ctx.device)
     train_loader = TokenLoader(train_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size)
     val_loader = TokenLoader(val_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size)
+    if val_batches > val_loader.steps_per_epoch():
+        raise ValueError(
+            f"train.val_tokens={cfg.val_tokens} needs {val_batches} validation batches but the val shards "
+            f"{[str(f) for f in val_files]} hold only {val_loader.steps_per_epoch()}"
+        )
     log = RunLog(run_dir / "metrics.jsonl", enabled=ctx.is_main)
 
     start, val_loss_at_start = 0, None
@@ -141,11 +179,9 @@ def train(
     if ctx.is_main:
         atomic.write_text(run_dir / "config.json", dumps(preset) + "\n")
 
-    net: nn.Module = model
+    net: nn.Module = torch.compile(model) if cfg.compile and ctx.device.type == "cuda" else model
     if ctx.distributed:
-        net = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    if cfg.compile and ctx.device.type == "cuda":
-        net = torch.compile(net)
+        net = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
     flops_tok = flops_per_token(preset.model, cfg.seq_len)
     peak = peak_flops(ctx.device)
@@ -161,23 +197,7 @@ def train(
     for step in range(start, stop):
         lr = lr_at(step, cfg)
         set_lr(optimizer, lr)
-        loss_sum = torch.zeros((), device=ctx.device)
-        for micro in range(accum):
-            x, y = (t.to(ctx.device, non_blocking=True) for t in train_loader.next_batch())
-            sync = micro == accum - 1 or not ctx.distributed
-            with contextlib.nullcontext() if sync else net.no_sync():
-                with autocast_context(ctx.device, cfg.autocast_dtype):
-                    _, loss = net(x, y)
-                (loss / accum).backward()
-            loss_sum += loss.detach().float()
-        if weight_mask is not None:
-            weight_mask.apply_to_grads()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if weight_mask is not None:
-            weight_mask.apply_to_weights()
-
+        loss_sum, grad_norm = train_step(net, optimizer, weight_mask, train_loader.next_batch, accum, ctx, cfg)
         done = step + 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:

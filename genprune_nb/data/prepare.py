@@ -126,13 +126,13 @@ def prepare_documents(
 def _expand(pattern_or_paths: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[str], list[Path]]:
     single = isinstance(pattern_or_paths, (str, os.PathLike))
     patterns = [str(p) for p in ([pattern_or_paths] if single else pattern_or_paths)]
-    paths: set[Path] = set()
+    paths: dict[Path, None] = {}  # ordered set: patterns in the given order, each pattern's matches sorted
     for pat in patterns:
-        matched = [Path(p) for p in glob.glob(pat, recursive=True) if os.path.isfile(p)]
+        matched = sorted(Path(p) for p in glob.glob(pat, recursive=True) if os.path.isfile(p))
         if not matched:
             raise FileNotFoundError(f"no text files match {pat!r}")
-        paths.update(matched)
-    return patterns, sorted(paths)
+        paths.update(dict.fromkeys(matched))
+    return patterns, list(paths)
 
 
 class _TextFiles:
@@ -158,7 +158,10 @@ def prepare_files(
     name: str,
     **kw,
 ) -> dict:
-    """:func:`prepare_documents` over UTF-8 text files, one document per file, in sorted path order.
+    """:func:`prepare_documents` over UTF-8 text files, one document per file.
+
+    Files come in the order of the patterns given, each pattern's matches sorted (duplicates kept once), so
+    the caller decides which documents come first and form the val split.
 
     ``pattern_or_paths`` is a glob pattern (``**`` allowed) or a list of paths/patterns; each must match a file.
     """

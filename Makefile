@@ -1,0 +1,37 @@
+# The two commands (README): `make demo` runs the main job on the tiny preset, `make test` runs the tests.
+# Each creates or reuses the virtual environment .venv and installs what it needs.
+#   TORCH_SPEC  torch requirement installed first (default: the CPU wheel torch==2.13.0; GPU users pass their own,
+#               e.g. make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128")
+#   PRESET      preset of `make demo` (default tiny)
+#   GENPRUNE_DATA_DIR  where the data catalog looks for external data (default ../shared/data/external if present)
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+PRESET ?= tiny
+GENPRUNE_DATA_DIR ?= $(wildcard $(abspath $(CURDIR)/../shared/data/external))
+export GENPRUNE_DATA_DIR
+
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+.PHONY: demo test bench venv clean
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
+	$(VENV)/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: venv
+	$(VENV)/bin/genprune reproduce --preset $(PRESET)
+
+test: venv
+	$(VENV)/bin/python -m pytest -q
+
+bench: venv
+	$(VENV)/bin/python bench/train_throughput.py --preset $(PRESET)
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,50 @@
+"""The genprune command: the main job end to end on the smoke preset, and clear errors."""
+import json
+
+import pytest
+
+from genprune_nb.checkpoint import latest_checkpoint
+from genprune_nb.cli import main
+from genprune_nb.data.shards import list_shards, read_shard
+from genprune_nb.tokenizer import EOT
+
+
+def test_reproduce_prepares_the_corpus_then_trains(tmp_path, external_data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("GENPRUNE_DATA_DIR", str(external_data_dir))
+    tokens = tmp_path / "tokens"
+    args = ["reproduce", "--preset", "smoke", "--no-progress", "--run-dir", str(tmp_path / "run"),
+            "--set", f"data.tokens_dir={tokens}", "--set", "train.steps=6", "--set", "train.warmup_steps=2",
+            "--set", "train.decay_steps=2", "--set", "train.val_every=3"]
+    assert main(args) == 0
+    val = list_shards(tokens, "english_prose", "val")
+    assert read_shard(val[0])[0] == EOT
+    ckpt = latest_checkpoint(tmp_path / "run")
+    assert ckpt.step == 6
+    assert ckpt.preset().train.steps == 6
+    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [3, 6]
+    assert "final val loss" in capsys.readouterr().out
+
+
+def test_prepare_from_files(tmp_path, capsys):
+    for i in range(3):
+        (tmp_path / f"doc{i}.txt").write_text(f"Document number {i}. " * 50)
+    out = tmp_path / "tokens"
+    assert main(["prepare", "--no-progress", "--files", str(tmp_path / "doc*.txt"), "--set", f"data.tokens_dir={out}",
+                 "--set", "data.shard_prefix=mine", "--set", "data.val_documents=1"]) == 0
+    assert len(list_shards(out, "mine", "train")) == 1
+    assert "train" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--preset", "gpt5"], "unknown preset 'gpt5'"),
+        (["train", "--preset", "smoke", "--set", "train.stepz=3"], "no field 'stepz'"),
+        (["train", "--preset", "smoke", "--set", "model.n_head=3"], "not divisible"),
+        (["prepare", "--files", "/nonexistent/*.txt"], "/nonexistent/*.txt"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
