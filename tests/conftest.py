@@ -19,3 +19,31 @@ def external_data_dir() -> Path:
             "tinyshakespeare/, english_prose_stdlib/, gpt2_bpe/, ..."
         )
     return path
+
+
+CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
+
+
+@pytest.fixture(scope="session")
+def fake_study(tmp_path_factory):
+    """A study root laid out like the inner loop's output (genprune_nb.layout), without training.
+
+    Smoke-preset checkpoints for the three conditions x seeds 0, 1 x steps 10, 20; each model is a different
+    random init, so evaluations differ between checkpoints. For testing evaluations and notebooks quickly.
+    """
+    import torch
+
+    from genprune_nb.checkpoint import save_checkpoint
+    from genprune_nb.config import get_preset
+    from genprune_nb.layout import StudyLayout
+    from genprune_nb.model import GPT
+
+    preset = get_preset("smoke")
+    study = StudyLayout(tmp_path_factory.mktemp("study"))
+    for c, condition in enumerate(CONDITIONS):
+        for seed in (0, 1):
+            for step in (10, 20):
+                torch.manual_seed(1000 * c + 100 * seed + step)
+                save_checkpoint(study.inner_run(condition, seed), step, model=GPT(preset.model), preset=preset,
+                                state={"tokens": step * preset.train.tokens_per_step})
+    return study

@@ -1,0 +1,63 @@
+"""Where a study's outputs live: one root directory per preset (``runs/<preset>/``).
+
+    runs/<preset>/
+      outer/gen_0/ .. gen_G-1/          one training run per generation (checkpoints/, metrics.jsonl)
+      outer/gen_g/connectome.gpc        the connectome after generation g (ternary_codec file)
+      inner/<condition>/seed_<k>/       one inner-loop run per condition and seed
+      results.csv                       the tidy results table of every evaluation
+      notebooks/                        executed copies of the numbered notebooks
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import list_checkpoints
+from .results import ModelRef, ResultsTable
+
+_SEED = re.compile(r"^seed_(\d+)$")
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def generation(self, g: int) -> Path:
+        return self.root / "outer" / f"gen_{g}"
+
+    def connectome(self, g: int) -> Path:
+        return self.generation(g) / "connectome.gpc"
+
+    def inner_run(self, condition: str, seed: int) -> Path:
+        return self.root / "inner" / condition / f"seed_{seed}"
+
+    @property
+    def results(self) -> ResultsTable:
+        return ResultsTable(self.root / "results.csv")
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    def model_refs(self, conditions: list[str] | None = None, final_only: bool = False) -> list[ModelRef]:
+        """Every kept checkpoint of the inner loop as a ModelRef, ordered by condition, seed, step."""
+        inner = self.root / "inner"
+        refs: list[ModelRef] = []
+        if not inner.is_dir():
+            return refs
+        for cond_dir in sorted(p for p in inner.iterdir() if p.is_dir()):
+            if conditions is not None and cond_dir.name not in conditions:
+                continue
+            for seed_dir in sorted((p for p in cond_dir.iterdir() if _SEED.match(p.name)),
+                                   key=lambda p: int(_SEED.match(p.name).group(1))):
+                ckpts = list_checkpoints(seed_dir)
+                if final_only:
+                    ckpts = ckpts[-1:]
+                seed = int(_SEED.match(seed_dir.name).group(1))
+                for c in ckpts:
+                    refs.append(ModelRef(cond_dir.name, seed, c.step, c.state().get("tokens", 0), c.path))
+        return refs

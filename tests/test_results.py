@@ -1,0 +1,75 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from genprune_nb.checkpoint import save_checkpoint
+from genprune_nb.config import get_preset
+from genprune_nb.lm import next_token_logprobs
+from genprune_nb.model import GPT
+from genprune_nb.results import ModelRef, ResultsTable, sweep
+
+SMOKE = get_preset("smoke")
+
+
+def test_next_token_logprobs_by_hand_and_under_padding():
+    torch.manual_seed(0)
+    model = GPT(SMOKE.model).eval()
+    ids = torch.randint(0, 50257, (2, 12))
+    lp = next_token_logprobs(model, ids)
+    logits, _ = model(ids)
+    assert lp[1, 4].item() == pytest.approx(torch.log_softmax(logits[1, 4], -1)[ids[1, 5]].item(), abs=1e-5)
+    padded = torch.cat([ids, torch.zeros(2, 5, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(next_token_logprobs(model, padded)[:, :11], lp)
+
+
+def test_results_table_replaces_same_keys_and_keeps_extra_columns(tmp_path):
+    table = ResultsTable(tmp_path / "results.csv")
+    base = {"condition": "Connectome", "seed": 0, "step": 100, "tokens": 1000, "task": "blimp", "n": 10}
+    table.add([{**base, "metric": "acc", "value": 0.5}])
+    table.add([{**base, "metric": "acc", "value": 0.6}, {**base, "metric": "acc", "value": 0.7, "paradigm": "x"}])
+    df = table.load()
+    assert len(df) == 2
+    assert df.loc[df["paradigm"].isna(), "value"].item() == 0.6
+    with pytest.raises(ValueError, match="lack columns"):
+        table.add([{"condition": "x"}])
+
+
+def test_sweep_skips_what_is_done(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(SMOKE.model)
+    refs = []
+    for step in (1, 2):
+        ckpt = save_checkpoint(tmp_path / "run", step, model=model, preset=SMOKE)
+        refs.append(ModelRef("NoConnectome", 0, step, step * 512, ckpt.path))
+    calls = []
+
+    def evaluate(m):
+        calls.append(1)
+        return [{"metric": "norm", "value": m.lm_head.weight.detach().norm().item(), "n": 1}]
+
+    table = ResultsTable(tmp_path / "results.csv")
+    sweep(refs[:1], "weights", evaluate, table, progress=False)
+    df = sweep(refs, "weights", evaluate, table, progress=False)
+    assert len(calls) == 2 and list(df["step"]) == [1, 2]
+    assert df["value"].iloc[0] == pytest.approx(model.lm_head.weight.detach().norm().item())
+    assert isinstance(df, pd.DataFrame) and not math.isnan(df["value"].sum())
+
+
+def test_study_layout_lists_inner_checkpoints_in_order(tmp_path):
+    from genprune_nb.layout import StudyLayout
+
+    study = StudyLayout(tmp_path)
+    model = GPT(SMOKE.model)
+    for cond in ("RandomConnectome", "Connectome"):
+        for seed in (10, 2):
+            for step in (5, 10):
+                save_checkpoint(study.inner_run(cond, seed), step, model=model, preset=SMOKE,
+                                state={"tokens": step * 512})
+    refs = study.model_refs()
+    assert [(r.condition, r.seed, r.step) for r in refs[:4]] == [
+        ("Connectome", 2, 5), ("Connectome", 2, 10), ("Connectome", 10, 5), ("Connectome", 10, 10)]
+    assert refs[1].tokens == 5120
+    final = study.model_refs(conditions=["Connectome"], final_only=True)
+    assert [(r.seed, r.step) for r in final] == [(2, 10), (10, 10)]
