@@ -48,7 +48,8 @@ def prepare(preset: Preset, *, overwrite: bool = False, progress: bool = True) -
             f"run catalog.download({data.corpus!r}, dest_dir={data.tokens_dir!r}) instead"
         )
     return prepare_files(catalog.text_files(data.corpus), data.tokens_dir, data.shard_prefix,
-                         val_documents=data.val_documents, overwrite=overwrite, progress=progress)
+                         val_documents=data.val_documents, small_documents=data.small_documents,
+                         overwrite=overwrite, progress=progress)
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -57,11 +58,13 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         from .data.prepare import prepare_files
 
         summary = prepare_files(args.files, preset.data.tokens_dir, preset.data.shard_prefix,
-                                val_documents=preset.data.val_documents, overwrite=args.overwrite,
+                                val_documents=preset.data.val_documents,
+                                small_documents=preset.data.small_documents, overwrite=args.overwrite,
                                 progress=not args.no_progress)
     else:
         summary = prepare(preset, overwrite=args.overwrite, progress=not args.no_progress)
-    print(f"wrote {summary['tokens']['train']:,} train and {summary['tokens']['val']:,} val tokens "
+    t = summary["tokens"]
+    print(f"wrote {t['train']:,} large-corpus (L), {t['small']:,} small-corpus (S) and {t['val']:,} val tokens "
           f"to {preset.data.tokens_dir}")
 
 
@@ -86,11 +89,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .data.shards import list_shards
+    from .data.shards import find_shards
 
     preset = _preset(args)
     try:
-        list_shards(preset.data.tokens_dir, preset.data.shard_prefix, "train")
+        find_shards(preset.data.tokens_dir, preset.data.patterns("large"))
     except FileNotFoundError:
         prepare(preset, progress=not args.no_progress)
     args.overwrite = not args.resume

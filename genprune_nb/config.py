@@ -76,7 +76,8 @@ class TrainConfig:
     keep_checkpoints: tuple[int, ...] = ()  # steps whose checkpoints are never deleted
     keep_last: int = 2  # rolling checkpoints kept besides ``keep_checkpoints``
     log_every: int = 10
-    seed: int = 1337
+    seed: int = 1337  # model init (when not given) and, with ``shuffle``, the order of the training data
+    shuffle: bool = False  # visit each shard's batches in a seeded order (sequential, as DESIGN.md §4, if False)
     compile: bool = False  # torch.compile, CUDA only
     autocast_dtype: str = "bfloat16"  # CUDA autocast; CPU runs in fp32
 
@@ -118,12 +119,74 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which corpus a preset trains on and where its token shards live."""
+    """The three disjoint corpora of a study: L (outer loop), S (inner loop) and val, as token shards.
+
+    Offline presets tokenize a text corpus from the data catalog by documents: the first ``val_documents`` are
+    val, the next ``small_documents`` are S, the rest L. FineWeb presets select downloaded shards by pattern
+    (the paper: S = 100M tokens = one shard, L = 4B tokens = 40 shards).
+    """
 
     corpus: str = "english_prose"  # a data-catalog name (genprune_nb.data.catalog)
-    tokens_dir: str = "data/tokens/english_prose"  # holds {shard_prefix}_val_*.bin and {shard_prefix}_train_*.bin
-    shard_prefix: str = "english_prose"
-    val_documents: int = 30  # first documents of the corpus held out for validation when preparing from text
+    tokens_dir: str = "data/tokens/english_prose"
+    shard_prefix: str = "english_prose"  # shards are {prefix}_{val,small,train}_NNNNNN.bin
+    val_documents: int = 30
+    small_documents: int = 15
+    val_files: tuple[str, ...] = ("{prefix}_val_*.bin",)  # glob patterns in tokens_dir
+    large_files: tuple[str, ...] = ("{prefix}_train_*.bin",)
+    small_files: tuple[str, ...] = ("{prefix}_small_*.bin",)
+
+    def patterns(self, corpus: str) -> list[str]:
+        """Glob patterns of one corpus: ``val``, ``large`` (L) or ``small`` (S)."""
+        if corpus not in ("val", "large", "small"):
+            raise ConfigError(f"corpus must be val, large or small, got {corpus!r}")
+        return [p.format(prefix=self.shard_prefix) for p in getattr(self, f"{corpus}_files")]
+
+
+_FINEWEB = DataConfig(
+    corpus="fineweb10B", tokens_dir="data/tokens/fineweb10B", shard_prefix="fineweb", val_documents=0,
+    small_documents=0, val_files=("fineweb_val_000000.bin",), small_files=("fineweb_train_000001.bin",),
+    large_files=("fineweb_train_00000[2-9].bin", "fineweb_train_0000[1-3][0-9].bin", "fineweb_train_00004[01].bin"),
+)
+
+
+@dataclass(frozen=True)
+class OuterConfig:
+    """The outer loop ("evolution"): generations of training, pruning and signed-constant re-init."""
+
+    generations: int = 6
+    prune_fraction: float = 0.2  # of each tensor's surviving weights, per generation
+    criterion: str = "magnitude"  # a name in genprune_nb.pruning.CRITERIA
+    scope: str = "layer"  # "layer": per tensor (paper); "global": one threshold over all tensors
+    prune_embeddings: bool = True  # also prune wte and lm_head (the authors' exemption is commented out)
+    reinit: str = "constant"  # "constant": +-reinit_constant; "init_std": +- each tensor's init std (Zhou 2019)
+    reinit_constant: float = 0.02
+    sign_source: str = "trained"  # "trained": sign of the trained weight; "init": sign at the first init
+
+    def __post_init__(self) -> None:
+        if self.generations < 1:
+            raise ConfigError(f"outer.generations must be >= 1, got {self.generations}")
+        if not 0.0 < self.prune_fraction < 1.0:
+            raise ConfigError(f"outer.prune_fraction must lie in (0, 1), got {self.prune_fraction}")
+        for name, allowed in (("scope", ("layer", "global")), ("reinit", ("constant", "init_std")),
+                              ("sign_source", ("trained", "init"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"outer.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class InnerConfig:
+    """The inner loop ("development"): conditions x seeds trained on the small corpus S."""
+
+    conditions: tuple[str, ...] = ("Connectome", "RandomConnectome", "NoConnectome")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    keep_every: int = 100  # keep a checkpoint every this many steps (and at step 0) for the evaluations
+    token_milestones: tuple[int, ...] = ()  # also keep checkpoints where these many tokens have been seen
+
+    def __post_init__(self) -> None:
+        if not self.conditions or not self.seeds:
+            raise ConfigError("inner.conditions and inner.seeds must not be empty")
+        if self.keep_every < 0:
+            raise ConfigError(f"inner.keep_every must be >= 0, got {self.keep_every}")
 
 
 @dataclass(frozen=True)
@@ -131,24 +194,32 @@ class Preset:
     name: str
     description: str
     model: ModelConfig
-    train: TrainConfig
+    train: TrainConfig  # a plain run and each outer-loop generation
+    inner_train: TrainConfig  # each inner-loop run
     data: DataConfig = field(default_factory=DataConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preset":
-        train = dict(d["train"])
-        train["keep_checkpoints"] = tuple(train.get("keep_checkpoints", ()))
-        return cls(
-            name=d["name"],
-            description=d.get("description", ""),
-            model=ModelConfig(**d["model"]),
-            train=TrainConfig(**train),
-            data=DataConfig(**d.get("data", {})),
-        )
+        """Inverse of ``to_dict`` (JSON turns tuples into lists; they are turned back)."""
+        sections = {name: _from_dict(kind, d.get(name, {})) for name, kind in _SECTIONS.items()}
+        return cls(name=d["name"], description=d.get("description", ""), **sections)
 
+
+def _from_dict(kind: type, values: dict[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{kind.__name__} has no field(s) {unknown}")
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+_SECTIONS = {"model": ModelConfig, "train": TrainConfig, "inner_train": TrainConfig, "data": DataConfig,
+             "outer": OuterConfig, "inner": InnerConfig}
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -159,35 +230,52 @@ PRESETS: dict[str, Preset] = {
             ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=64),
             TrainConfig(batch_size=8, micro_batch_size=4, seq_len=64, steps=20, lr=3e-3, warmup_steps=5,
                         decay_steps=10, val_every=10, val_tokens=2048, checkpoint_every=10, log_every=5),
+            TrainConfig(batch_size=8, micro_batch_size=8, seq_len=64, steps=10, lr=3e-3, warmup_steps=2,
+                        decay_steps=6, val_every=5, val_tokens=2048, checkpoint_every=0, log_every=5, shuffle=True),
+            outer=OuterConfig(generations=2),
+            inner=InnerConfig(seeds=(0, 1), keep_every=5),
         ),
         Preset(
             "tiny",
-            "the CPU demo: ~5 minutes on a 2-core laptop (the 50k-vocabulary head dominates the cost)",
+            "the CPU demo: the whole study in ~15 minutes on 2 cores (the 50k-vocabulary head dominates the cost)",
             ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=256),
-            TrainConfig(batch_size=16, micro_batch_size=8, seq_len=128, steps=200, lr=3e-3, warmup_steps=20,
-                        decay_steps=80, val_every=50, val_tokens=16_384, checkpoint_every=100, log_every=10),
+            TrainConfig(batch_size=8, micro_batch_size=8, seq_len=128, steps=80, lr=3e-3, warmup_steps=10,
+                        decay_steps=30, val_every=20, val_tokens=16_384, checkpoint_every=40, log_every=10),
+            TrainConfig(batch_size=8, micro_batch_size=8, seq_len=128, steps=60, lr=3e-3, warmup_steps=8,
+                        decay_steps=40, val_every=10, val_tokens=16_384, checkpoint_every=0, log_every=10,
+                        shuffle=True),
+            inner=InnerConfig(seeds=(0, 1), keep_every=10),
         ),
         Preset(
             "small",
-            "one GPU, minutes",
+            "one GPU, minutes: the paper's recipe shape on the offline English prose corpus",
             ModelConfig(n_layer=6, n_head=6, n_embd=384, block_size=512),
-            TrainConfig(batch_size=128, micro_batch_size=64, seq_len=512, steps=2000, lr=0.0018,
-                        warmup_steps=100, decay_steps=700, val_every=100, val_tokens=524_288,
-                        checkpoint_every=500),
+            TrainConfig(batch_size=64, micro_batch_size=64, seq_len=512, steps=300, lr=0.0018, warmup_steps=40,
+                        decay_steps=100, val_every=50, val_tokens=262_144, checkpoint_every=100),
+            TrainConfig(batch_size=64, micro_batch_size=64, seq_len=512, steps=100, lr=0.0018, warmup_steps=12,
+                        decay_steps=88, val_every=10, val_tokens=262_144, checkpoint_every=0, shuffle=True),
+            DataConfig(small_documents=40),
+            inner=InnerConfig(keep_every=10),
         ),
         Preset(
             "gpt2-124m",
-            "the paper's d12 model and recipe (one outer generation: 7,000 steps of 524,288 tokens)",
+            "the paper's d12 model and recipe: 6 generations x 7,000 steps on L, 2,000 inner steps on S",
             ModelConfig(),
             TrainConfig(),
-            DataConfig(corpus="fineweb10B", tokens_dir="data/tokens/fineweb10B", shard_prefix="fineweb", val_documents=0),
+            TrainConfig(steps=2000, warmup_steps=250, decay_steps=1750, val_every=100, checkpoint_every=0,
+                        shuffle=True),
+            _FINEWEB,
+            inner=InnerConfig(token_milestones=(25_000_000, 50_000_000, 75_000_000, 100_000_000, 250_000_000,
+                                                500_000_000, 750_000_000, 1_000_000_000)),
         ),
         Preset(
             "gpt2-417m",
             "the paper's scaled-up run, GPT-2-medium shape (24 layers, 16 heads, width 1024)",
             ModelConfig(n_layer=24, n_head=16, n_embd=1024),
             TrainConfig(micro_batch_size=16),
-            DataConfig(corpus="fineweb10B", tokens_dir="data/tokens/fineweb10B", shard_prefix="fineweb", val_documents=0),
+            TrainConfig(micro_batch_size=16, steps=2000, warmup_steps=250, decay_steps=1750, val_every=100,
+                        checkpoint_every=0, shuffle=True),
+            _FINEWEB,
         ),
     ]
 }
@@ -212,15 +300,16 @@ def _parse_value(text: str, current: Any) -> Any:
         return int(float(text)) if "e" in text.lower() else int(text)
     if isinstance(current, float):
         return float(text)
-    if isinstance(current, tuple):
-        return tuple(int(v) for v in text.split(",") if v.strip()) if text.strip() else ()
+    if isinstance(current, tuple):  # comma-separated; integers where they read as such
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        return tuple(int(v) if v.lstrip("-").isdigit() else v for v in items)
     return text
 
 
 def override(preset: Preset, assignments: list[str] | dict[str, Any]) -> Preset:
-    """Return ``preset`` with ``section.field=value`` assignments applied (sections: model, train, data)."""
+    """Return ``preset`` with ``section.field=value`` assignments applied (sections: see ``_SECTIONS``)."""
     items = assignments.items() if isinstance(assignments, dict) else [_split(a) for a in assignments]
-    sections = {"model": preset.model, "train": preset.train, "data": preset.data}
+    sections = {name: getattr(preset, name) for name in _SECTIONS}
     changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, value in items:
         section, _, name = key.partition(".")

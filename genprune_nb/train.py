@@ -29,7 +29,7 @@ from .checkpoint import (
 )
 from .config import Preset, TrainConfig, dumps
 from .data.loader import TokenLoader
-from .data.shards import list_shards
+from .data.shards import find_shards
 from .launch import DistContext, init_distributed
 from .model import GPT, flops_per_token, peak_flops
 from .optim import WeightMask, build_optimizer, set_lr
@@ -107,8 +107,9 @@ def train_step(
     return loss_sum, grad_norm
 
 
-def shard_files(preset: Preset, split: str) -> list[Path]:
-    return list_shards(preset.data.tokens_dir, preset.data.shard_prefix, split)
+def shard_files(preset: Preset, corpus: str) -> list[Path]:
+    """Token shards of the preset's ``val``, ``large`` (L) or ``small`` (S) corpus."""
+    return find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
 
 
 def train(
@@ -134,7 +135,7 @@ def train(
     """
     ctx = ctx or init_distributed()
     cfg, run_dir = preset.train, Path(run_dir)
-    train_files = list(train_files) if train_files is not None else shard_files(preset, "train")
+    train_files = list(train_files) if train_files is not None else shard_files(preset, "large")
     val_files = list(val_files) if val_files is not None else shard_files(preset, "val")
     accum = cfg.grad_accum_steps(ctx.world_size)
     val_batches = cfg.val_tokens // (cfg.micro_batch_size * cfg.seq_len * ctx.world_size)
@@ -151,7 +152,8 @@ def train(
     model.to(ctx.device)
     weight_mask = WeightMask(model, masks) if masks else None
     optimizer = build_optimizer(model, cfg, ctx.device)
-    train_loader = TokenLoader(train_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size)
+    train_loader = TokenLoader(train_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size,
+                               shuffle_seed=cfg.seed if cfg.shuffle else None)
     val_loader = TokenLoader(val_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size)
     if val_batches > val_loader.steps_per_epoch():
         raise ValueError(

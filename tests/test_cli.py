@@ -31,9 +31,10 @@ def test_prepare_from_files(tmp_path, capsys):
         (tmp_path / f"doc{i}.txt").write_text(f"Document number {i}. " * 50)
     out = tmp_path / "tokens"
     assert main(["prepare", "--no-progress", "--files", str(tmp_path / "doc*.txt"), "--set", f"data.tokens_dir={out}",
-                 "--set", "data.shard_prefix=mine", "--set", "data.val_documents=1"]) == 0
+                 "--set", "data.shard_prefix=mine", "--set", "data.val_documents=1",
+                 "--set", "data.small_documents=1"]) == 0
     assert len(list_shards(out, "mine", "train")) == 1
-    assert "train" in capsys.readouterr().out
+    assert "large-corpus (L)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,29 @@ def test_too_small_shard_and_bad_args(shards, tmp_path):
         TokenLoader(shards, 2, 4, rank=2, world_size=2)
     with pytest.raises(ValueError, match="at least one"):
         TokenLoader([], 2, 4)
+
+
+def test_shuffled_order_covers_the_same_blocks_differently_and_resumes(shards):
+    B, T = 2, 4
+    steps = sum((n - 1) // (B * T) for n in LENGTHS)  # one epoch
+
+    def epoch(seed):
+        loader = TokenLoader(shards, B, T, shuffle_seed=seed)
+        return [int(loader.next_batch()[0][0, 0]) for _ in range(steps)]
+
+    plain = TokenLoader(shards, B, T)
+    sequential = [int(plain.next_batch()[0][0, 0]) for _ in range(steps)]
+    a, b = epoch(1), epoch(2)
+    assert sorted(a) == sorted(b) == sorted(sequential)  # the same tokens in an epoch
+    assert a != b and a != sequential  # in other orders
+    assert epoch(1) == a  # deterministic
+    loader = TokenLoader(shards, B, T, shuffle_seed=1)
+    for _ in range(steps + 3):
+        loader.next_batch()
+    state = json.loads(json.dumps(loader.state_dict()))
+    rest = [loader.next_batch()[0] for _ in range(5)]
+    resumed = TokenLoader(shards, B, T, shuffle_seed=1)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(r, resumed.next_batch()[0]) for r in rest)
+    with pytest.raises(ValueError, match="shuffle_seed"):
+        TokenLoader(shards, B, T, shuffle_seed=2).load_state_dict(state)

@@ -38,9 +38,9 @@ def test_prepare_documents_splits_and_shards(tmp_path):
     names = [p.name for p in val + train]
     assert names == [f"tiny_{'val' if i < len(val) else 'train'}_{i:06d}.bin" for i in range(len(names))]
     # counts add up
-    assert summary["documents"] == {"val": 2, "train": 4}
-    assert summary["tokens"] == {"val": len(_stream(DOCS[:2])), "train": len(_stream(DOCS[2:]))}
-    assert summary["files"] == {"val": names[: len(val)], "train": names[len(val) :]}
+    assert summary["documents"] == {"val": 2, "small": 0, "train": 4}
+    assert summary["tokens"] == {"val": len(_stream(DOCS[:2])), "small": 0, "train": len(_stream(DOCS[2:]))}
+    assert summary["files"] == {"val": names[: len(val)], "small": [], "train": names[len(val) :]}
     assert _concat(val + train).count(EOT) == len(DOCS)
     meta = json.loads((tmp_path / "tiny_meta.json").read_text())
     assert meta["tokens"] == summary["tokens"] and meta["files"] == summary["files"]
@@ -88,6 +88,19 @@ def test_prepare_files_sorted_glob(tmp_path):
 def test_tinyshakespeare_token_count(tmp_path, external_data_dir):
     summary = prepare_files(external_data_dir / "tinyshakespeare" / "input.txt", tmp_path, "shakes",
                             val_documents=0, progress=False)
-    assert summary["tokens"] == {"val": 0, "train": 338_025 + 1}  # + the EOT before the document
+    assert summary["tokens"] == {"val": 0, "small": 0, "train": 338_025 + 1}  # + the EOT before the document
     tokens = read_shard(list_shards(tmp_path, "shakes", "train")[0])
     assert tokens[0] == EOT and np.count_nonzero(tokens == EOT) == 1
+
+
+def test_three_disjoint_splits_val_small_train(tmp_path):
+    docs = [f"document {i} " * (i + 3) for i in range(7)]
+    summary = prepare_documents(docs, tmp_path, "s", val_documents=2, small_documents=3, shard_tokens=10_000,
+                                progress=False)
+    assert summary["documents"] == {"val": 2, "small": 3, "train": 2}
+    assert _concat(list_shards(tmp_path, "s", "val")) == _stream(docs[:2])
+    assert _concat(list_shards(tmp_path, "s", "small")) == _stream(docs[2:5])
+    assert _concat(list_shards(tmp_path, "s", "train")) == _stream(docs[5:])
+    # no small split: val tokens must not leak into a shard of another split
+    summary = prepare_documents(docs, tmp_path / "b", "s", val_documents=2, progress=False)
+    assert _concat(list_shards(tmp_path / "b", "s", "val")) == _stream(docs[:2])

@@ -24,7 +24,12 @@ def tokens_per_step(batch_size: int, seq_len: int, world_size: int = 1) -> int:
 
 
 class TokenLoader:
-    """Yields ``(x, y)`` int64 tensors of shape ``[batch_size, seq_len]`` for one rank; ``y`` is ``x`` shifted by one."""
+    """Yields ``(x, y)`` int64 tensors of shape ``[batch_size, seq_len]`` for one rank; ``y`` is ``x`` shifted by one.
+
+    With ``shuffle_seed`` the step-sized blocks of each shard are visited in a permuted order drawn from
+    (seed, epoch, shard): seeds see the same tokens per epoch in different orders, still deterministic and
+    resumable. Without it the order is sequential (DESIGN.md §4).
+    """
 
     def __init__(
         self,
@@ -33,6 +38,7 @@ class TokenLoader:
         seq_len: int,
         rank: int = 0,
         world_size: int = 1,
+        shuffle_seed: int | None = None,
     ):
         if not files:
             raise ValueError("TokenLoader needs at least one shard file")
@@ -41,6 +47,7 @@ class TokenLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.files = [Path(f) for f in files]
+        self.shuffle_seed = shuffle_seed
         self.batch_size, self.seq_len, self.rank, self.world_size = batch_size, seq_len, rank, world_size
         self.step_tokens = tokens_per_step(batch_size, seq_len, world_size)
         # headers are checked up front (cheap), so a bad or short shard fails now, not hours into training
@@ -74,10 +81,18 @@ class TokenLoader:
             if self.shard == len(self.files):
                 self.shard, self.epoch = 0, self.epoch + 1
         n = self.batch_size * self.seq_len
-        start = self.position + self.rank * n
+        start = self._block_offset() + self.rank * n
         buf = torch.from_numpy(self._tokens()[start : start + n + 1].astype(np.int64))
         self.position += self.step_tokens
         return buf[:-1].view(self.batch_size, self.seq_len), buf[1:].view(self.batch_size, self.seq_len)
+
+    def _block_offset(self) -> int:
+        """Token offset of the current step's block: ``position``, or its permuted block when shuffling."""
+        if self.shuffle_seed is None:
+            return self.position
+        n_blocks = (self._n_tokens[self.shard] - 1) // self.step_tokens
+        perm = np.random.default_rng([self.shuffle_seed, self.epoch, self.shard]).permutation(n_blocks)
+        return int(perm[self.position // self.step_tokens]) * self.step_tokens
 
     def state_dict(self) -> dict:
         """JSON-serialisable position in the token stream, plus the geometry it is valid for."""
@@ -88,6 +103,7 @@ class TokenLoader:
             "batch_size": self.batch_size,
             "seq_len": self.seq_len,
             "world_size": self.world_size,
+            "shuffle_seed": self.shuffle_seed,
             "files": [f.name for f in self.files],
         }
 
@@ -97,7 +113,7 @@ class TokenLoader:
         missing = sorted(set(current) - set(state))
         if missing:
             raise ValueError(f"loader state lacks {missing}")
-        for key in ("batch_size", "seq_len", "world_size", "files"):
+        for key in ("batch_size", "seq_len", "world_size", "shuffle_seed", "files"):
             if state[key] != current[key]:
                 raise ValueError(
                     f"loader state has {key}={state[key]!r} but this loader has {current[key]!r}; "

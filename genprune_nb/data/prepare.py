@@ -19,7 +19,7 @@ from ..atomic import write_json
 from ..tokenizer import EOT, get_tokenizer
 from .shards import write_shard
 
-SPLITS = ("val", "train")
+SPLITS = ("val", "small", "train")  # in document order: held-out val, the small corpus S, the large corpus L
 _BATCH_DOCS = 64  # documents per encode_ordinary_batch call
 
 
@@ -33,19 +33,24 @@ class _ShardWriter:
         self.index = 0  # runs on across splits, as in llm.c
         self.files: dict[str, list[str]] = {s: [] for s in SPLITS}
         self.tokens = {s: 0 for s in SPLITS}
+        self.split: str | None = None  # the split the buffer is filling
 
     def add(self, split: str, tokens: np.ndarray) -> None:
+        if split != self.split:
+            self.flush()  # each split ends with its own (partial) shard
+            self.split = split
         while tokens.size:
             take = min(tokens.size, self.buf.size - self.fill)
             self.buf[self.fill : self.fill + take] = tokens[:take]
             self.fill += take
             tokens = tokens[take:]
             if self.fill == self.buf.size:
-                self.flush(split)
+                self.flush()
 
-    def flush(self, split: str) -> None:
+    def flush(self) -> None:
         if not self.fill:
             return
+        split = self.split
         fname = f"{self.name}_{split}_{self.index:06d}.bin"
         write_shard(self.out_dir / fname, self.buf[: self.fill])
         self.files[split].append(fname)
@@ -64,12 +69,16 @@ def prepare_documents(
     name: str,
     *,
     val_documents: int = 10,
+    small_documents: int = 0,
     shard_tokens: int = 100_000_000,
     progress: bool = True,
     overwrite: bool = False,
     source=None,
 ) -> dict:
-    """Tokenize ``documents`` into shards in ``out_dir``; the first ``val_documents`` form the val split.
+    """Tokenize ``documents`` into shards in ``out_dir``.
+
+    The first ``val_documents`` form the val split, the next ``small_documents`` the ``small`` split (the inner
+    loop's corpus S) and the rest the ``train`` split (the outer loop's corpus L): three disjoint token sets.
 
     Every shard and ``{name}_meta.json`` is written atomically. Existing ``{name}`` shards are an error unless
     ``overwrite``; then shards of the old set that the new one does not rewrite are removed at the end.
@@ -78,8 +87,9 @@ def prepare_documents(
     """
     total = len(documents) if hasattr(documents, "__len__") else None
     out_dir = Path(out_dir)
-    if val_documents < 0:
-        raise ValueError(f"val_documents must be >= 0, got {val_documents}")
+    if val_documents < 0 or small_documents < 0:
+        raise ValueError(f"val_documents and small_documents must be >= 0, got {val_documents}, {small_documents}")
+    quota = {"val": val_documents, "small": small_documents}
     if not 1 <= shard_tokens < 2**31:
         raise ValueError(f"shard_tokens must be in [1, 2**31), got {shard_tokens}")
     old = _existing_shards(out_dir, name)
@@ -98,16 +108,14 @@ def prepare_documents(
                 if not isinstance(doc, str):
                     raise TypeError(f"document {sum(n_docs.values()) + i} is {type(doc).__name__}, not str")
             for ids in enc.encode_ordinary_batch(batch):
-                split = "val" if n_docs["val"] < val_documents else "train"
-                if split == "train" and n_docs["train"] == 0:
-                    writer.flush("val")  # the val split ends with its own (partial) shard
+                split = next((s for s in SPLITS[:-1] if n_docs[s] < quota[s]), SPLITS[-1])
                 writer.add(split, np.array([EOT, *ids], dtype=np.uint16))
                 n_docs[split] += 1
             bar.update(len(batch))
     if not sum(n_docs.values()):
         raise ValueError(f"no documents given for dataset {name!r}")
-    writer.flush("train" if n_docs["train"] else "val")
-    for stale in sorted(old - set(writer.files["val"] + writer.files["train"])):
+    writer.flush()
+    for stale in sorted(old - {f for files in writer.files.values() for f in files}):
         (out_dir / stale).unlink()
     summary = {
         "name": name,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -84,9 +84,13 @@ def write_shard(path: str | os.PathLike, tokens) -> None:
 
 def list_shards(tokens_dir: str | os.PathLike, name: str, split: str) -> list[Path]:
     """Sorted paths of ``{name}_{split}_*.bin`` in ``tokens_dir``; an error if there are none."""
+    return find_shards(tokens_dir, [f"{glob.escape(name)}_{glob.escape(split)}_*.bin"])
+
+
+def find_shards(tokens_dir: str | os.PathLike, patterns: Sequence[str]) -> list[Path]:
+    """Sorted, de-duplicated shards matching any of the glob ``patterns`` in ``tokens_dir``; an error if none."""
     tokens_dir = Path(tokens_dir)
-    pattern = f"{name}_{split}_*.bin"
-    paths = sorted(tokens_dir.glob(f"{glob.escape(name)}_{glob.escape(split)}_*.bin"))
+    paths = sorted({p for pattern in patterns for p in tokens_dir.glob(pattern) if p.is_file()})
     if not paths:
-        raise FileNotFoundError(f"no token shards matching {pattern!r} in {tokens_dir}")
+        raise FileNotFoundError(f"no token shards matching {list(patterns)} in {tokens_dir}")
     return paths
