@@ -1,0 +1,13 @@
+"""Benchmarks (DESIGN.md §5): validation loss, HellaSwag, MMLU and BLiMP, over checkpoints and conditions.
+
+    run_task("hellaswag", model, limit=100)             one model, rows of metric / value / n
+    evaluate_checkpoint("runs/tiny/inner/Connectome/seed_0", "mmlu")   one checkpoint -> DataFrame
+    evaluate_study("runs/tiny", ["hellaswag", "mmlu", "blimp"])        every checkpoint -> runs/tiny/results.csv
+"""
+from .datafile import DataFormatError
+from .scorer import Request, Score, score
+from .sweep import evaluate_checkpoint, evaluate_study
+from .tasks import DEFAULT_TASKS, TASKS, base_task, prepare, run_task, task_label
+
+__all__ = ["DEFAULT_TASKS", "TASKS", "DataFormatError", "Request", "Score", "base_task", "evaluate_checkpoint",
+           "evaluate_study", "prepare", "run_task", "score", "task_label"]

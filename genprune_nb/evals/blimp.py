@@ -1,0 +1,86 @@
+"""BLiMP (Warstadt et al. 2020): 67 paradigms x 1000 minimal pairs of English grammar.
+
+A pair is right iff log P(good) > log P(bad), each whole sentence scored after ``<|endoftext|>`` (a document
+start). Rows: accuracy per paradigm, per phenomenon (the files' ``linguistics_term``, 13 groups; unweighted mean over
+its paradigms) and overall = unweighted mean over paradigms (the BabyLM convention).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..data import catalog
+from .datafile import DataFormatError, read_jsonl, round_robin
+from .scorer import BATCH_SIZE, Request, score
+
+FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term")
+
+
+@dataclass(frozen=True)
+class Pair:
+    paradigm: str
+    phenomenon: str
+    good: str
+    bad: str
+
+
+def read_paradigm(path: str | Path) -> list[Pair]:
+    """Every pair of one ``<paradigm>.jsonl`` file; each row's UID must be the file's paradigm."""
+    path = Path(path)
+    pairs = []
+    for line, rec in read_jsonl(path, FIELDS):
+        if rec["UID"] != path.stem:
+            raise DataFormatError(path, line, f"UID {rec['UID']!r} differs from the file's paradigm {path.stem!r}")
+        good, bad = rec["sentence_good"], rec["sentence_bad"]
+        if not (isinstance(good, str) and isinstance(bad, str) and good.strip() and bad.strip()):
+            raise DataFormatError(path, line, "sentence_good and sentence_bad must be non-empty strings")
+        if pairs and rec["linguistics_term"] != pairs[0].phenomenon:
+            raise DataFormatError(path, line, f"linguistics_term {rec['linguistics_term']!r} differs from the "
+                                              f"paradigm's {pairs[0].phenomenon!r}")
+        pairs.append(Pair(path.stem, rec["linguistics_term"], good, bad))
+    if not pairs:
+        raise DataFormatError(path, 1, "no pairs")
+    return pairs
+
+
+def load(root: str | Path | None = None) -> dict[str, list[Pair]]:
+    """Paradigm -> pairs, paradigms in alphabetical order (default folder: the catalog's BLiMP)."""
+    folder = Path(root) if root is not None else catalog.locate("blimp")
+    paths = sorted(folder.glob("*.jsonl"))
+    if not paths:
+        raise FileNotFoundError(f"no BLiMP files {folder}/<paradigm>.jsonl")
+    return {p.stem: read_paradigm(p) for p in paths}
+
+
+def pairs(limit: int | None = None, root: str | Path | None = None) -> dict[str, list[Pair]]:
+    """The pairs to evaluate: all, or ``limit`` of them taken round-robin over paradigms."""
+    return round_robin(load(root), limit)
+
+
+def evaluate(
+    model: nn.Module, by_paradigm: dict[str, list[Pair]], *, batch_size: int = BATCH_SIZE, progress: bool = False
+) -> list[dict[str, Any]]:
+    """Rows ``acc``: overall (mean over paradigms), per phenomenon, per paradigm."""
+    flat = [p for ps in by_paradigm.values() for p in ps]
+    groups = [(Request.sentence(p.good), Request.sentence(p.bad)) for p in flat]
+    scores = score(model, groups, batch_size=batch_size, progress=progress, desc="blimp")
+    correct = iter(good.logprob > bad.logprob for good, bad in scores)
+    paradigm_rows = []
+    for paradigm, ps in by_paradigm.items():
+        hits = sum(next(correct) for _ in ps)
+        paradigm_rows.append({"metric": "acc", "value": hits / len(ps), "n": len(ps), "paradigm": paradigm,
+                              "phenomenon": ps[0].phenomenon})
+    phenomena: dict[str, list[dict[str, Any]]] = {}
+    for row in paradigm_rows:
+        phenomena.setdefault(row["phenomenon"], []).append(row)
+    rows = [_mean(paradigm_rows)]
+    rows += [{**_mean(rs), "phenomenon": ph} for ph, rs in sorted(phenomena.items())]
+    return rows + paradigm_rows
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Unweighted mean of paradigm accuracies; ``n`` counts their pairs."""
+    return {"metric": "acc", "value": sum(r["value"] for r in rows) / len(rows), "n": sum(r["n"] for r in rows)}

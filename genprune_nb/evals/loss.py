@@ -1,0 +1,54 @@
+"""Validation loss on a fixed number of held-out tokens (the paper's curves use 1.64M), via the training code."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+
+from ..config import Preset
+from ..data.loader import TokenLoader
+from ..launch import DistContext
+from ..lm import model_device
+from ..train import shard_files, validation_loss
+
+
+def val_loss(
+    model: nn.Module,
+    files: Sequence[str | Path],
+    *,
+    tokens: int,
+    seq_len: int,
+    batch_size: int = 8,
+    dtype: str = "bfloat16",
+) -> dict[str, Any]:
+    """Row ``loss``: mean next-token cross-entropy (nats) over the first ``tokens`` tokens of the val shards.
+
+    ``tokens`` is rounded down to whole batches of ``batch_size`` x ``seq_len``; ``n`` is the number actually used.
+    """
+    per_batch = batch_size * seq_len
+    n_batches = tokens // per_batch
+    if n_batches == 0:
+        raise ValueError(f"{tokens} val tokens are less than one batch of {batch_size} x {seq_len}")
+    loader = TokenLoader(files, batch_size, seq_len)
+    if n_batches > loader.steps_per_epoch():
+        raise ValueError(f"{tokens} val tokens need {n_batches} batches of {batch_size} x {seq_len}, but "
+                         f"{[str(f) for f in files]} hold only {loader.steps_per_epoch()}")
+    value = validation_loss(model, loader, n_batches, DistContext(device=model_device(model)), dtype)
+    return {"metric": "loss", "value": value, "n": n_batches * per_batch}
+
+
+def preset_val_loss(
+    model: nn.Module, preset: Preset, *, tokens: int | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """:func:`val_loss` on the preset's val shards, sequence length and micro-batch.
+
+    ``tokens`` defaults to ``preset.train.val_tokens``; ``limit`` caps it at ``limit`` sequences (quick runs).
+    """
+    t = preset.train
+    tokens = t.val_tokens if tokens is None else tokens
+    if limit is not None:
+        tokens = min(tokens, limit * t.seq_len)
+    batch_size = max(1, min(t.micro_batch_size, tokens // t.seq_len))
+    return val_loss(model, shard_files(preset, "val"), tokens=tokens, seq_len=t.seq_len, batch_size=batch_size,
+                    dtype=t.autocast_dtype)

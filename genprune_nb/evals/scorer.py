@@ -1,0 +1,133 @@
+"""The one log-likelihood engine: score continuation tokens given a context, for every benchmark.
+
+A :class:`Request` holds token ids already split into context and continuation (``Request.from_text`` makes the
+split of DESIGN.md §5: tokens of the context, then tokens of ``" " + continuation``). :func:`score` runs groups of
+requests (the choices of one item) through the model together, right-padded, longest groups first, and returns the
+summed natural-log probability of each continuation and its number of tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..lm import model_device, next_token_logprobs
+from ..tokenizer import EOT, encode
+
+
+BATCH_SIZE = 32  # sequences per forward; raise it on a GPU
+
+
+@dataclass(frozen=True)
+class Request:
+    """Token ids of a context and of the continuation to score after it."""
+
+    context: tuple[int, ...]
+    continuation: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.context:
+            raise ValueError("a request needs at least one context token (use EOT for an unconditioned sentence)")
+        if not self.continuation:
+            raise ValueError("a request needs at least one continuation token")
+
+    @classmethod
+    def from_text(cls, context: str, continuation: str, sep: str = " ") -> "Request":
+        """Tokens of ``context`` and of ``sep + continuation``, encoded separately.
+
+        The separator belongs to the continuation (GPT-2 tokens carry their leading space), so a context ending in
+        whitespace would put a second space in the text: refused.
+        """
+        if sep and context != context.rstrip():
+            raise ValueError(f"context ends with whitespace before the separator {sep!r}: {context[-20:]!r}")
+        return cls(tuple(encode(context)), tuple(encode(sep + continuation)))
+
+    @classmethod
+    def sentence(cls, text: str) -> "Request":
+        """A whole sentence conditioned on ``<|endoftext|>`` (as a document start), no leading space."""
+        return cls((EOT,), tuple(encode(text)))
+
+    def __len__(self) -> int:
+        return len(self.context) + len(self.continuation)
+
+
+class Score(NamedTuple):
+    """Summed log-probability (natural log) of a continuation and the number of its tokens."""
+
+    logprob: float
+    n_tokens: int
+
+    @property
+    def mean(self) -> float:
+        """Per-token mean log-probability (the authors' and llm.c's ``acc_norm``)."""
+        return self.logprob / self.n_tokens
+
+
+def truncate(request: Request, max_len: int) -> list[int]:
+    """Context + continuation ids, the oldest context tokens dropped to fit ``max_len``."""
+    if len(request.continuation) >= max_len:
+        raise ValueError(
+            f"continuation of {len(request.continuation)} tokens leaves no context within the model's "
+            f"block size {max_len}"
+        )
+    return [*request.context, *request.continuation][-max_len:]
+
+
+def _batches(groups: Sequence[Sequence[Request]], order: list[int], batch_size: int) -> list[list[int]]:
+    """Consecutive groups (in ``order``) packed into batches of at most ``batch_size`` sequences (at least one group)."""
+    batches, current, size = [], [], 0
+    for g in order:
+        if current and size + len(groups[g]) > batch_size:
+            batches.append(current)
+            current, size = [], 0
+        current.append(g)
+        size += len(groups[g])
+    if current:
+        batches.append(current)
+    return batches
+
+
+@torch.no_grad()
+def score(
+    model: nn.Module,
+    groups: Sequence[Sequence[Request]],
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = False,
+    desc: str = "score",
+) -> list[list[Score]]:
+    """Score every request; the requests of a group (an item's choices) always share a forward pass.
+
+    ``batch_size`` is the number of sequences per forward (a larger group still goes whole). Sequences longer than
+    ``model.config.block_size`` lose their oldest context tokens. Groups are run longest first, to waste little
+    padding and to fail early if memory is short; results come back in input order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not all(groups):
+        raise ValueError("every group needs at least one request")
+    max_len = model.config.block_size
+    device = model_device(model)
+    ids = [[truncate(r, max_len) for r in group] for group in groups]
+    order = sorted(range(len(groups)), key=lambda g: -max(len(s) for s in ids[g]))
+    out: list[list[Score]] = [[] for _ in groups]
+    with tqdm(total=len(groups), desc=desc, disable=not progress, unit="item") as bar:
+        for batch in _batches(groups, order, batch_size):
+            seqs = [s for g in batch for s in ids[g]]
+            width = max(len(s) for s in seqs)
+            x = torch.full((len(seqs), width), EOT, dtype=torch.long)
+            for i, s in enumerate(seqs):
+                x[i, : len(s)] = torch.tensor(s)
+            lp = next_token_logprobs(model, x.to(device)).cpu()
+            row = 0
+            for g in batch:
+                for s, request in zip(ids[g], groups[g]):
+                    k = len(request.continuation)
+                    # entry t of lp scores token t+1, so the last k tokens are entries len(s)-1-k .. len(s)-2
+                    out[g].append(Score(lp[row, len(s) - 1 - k : len(s) - 1].sum().item(), k))
+                    row += 1
+            bar.update(len(batch))
+    return out

@@ -1,0 +1,98 @@
+"""Benchmarks over checkpoints: one checkpoint (the CLI), or every kept checkpoint of a study into its results table."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+
+from ..checkpoint import Checkpoint, latest_checkpoint
+from ..launch import default_device
+from ..layout import StudyLayout
+from ..results import COLUMNS, sweep
+from .scorer import BATCH_SIZE
+from .tasks import DEFAULT_TASKS, Settings, prepare, run_task, task_label
+
+_SEED = re.compile(r"^seed_(\d+)$")
+
+
+def resolve_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint directory as it is, or a run directory's latest checkpoint."""
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return Checkpoint(path)
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is None:
+        raise FileNotFoundError(f"{path} is neither a checkpoint (step_*/ with state.json) nor a run with checkpoints")
+    return latest
+
+
+def checkpoint_ids(ckpt: Checkpoint) -> dict[str, Any]:
+    """condition, seed, step, tokens of a checkpoint.
+
+    Inside a study (``inner/<condition>/seed_<k>/checkpoints/step_*``) condition and seed come from the path;
+    elsewhere the condition is the run directory's name and the seed the preset's ``train.seed``.
+    """
+    run_dir = ckpt.path.parent.parent
+    match = _SEED.match(run_dir.name)
+    if match:
+        condition, seed = run_dir.parent.name, int(match.group(1))
+    else:
+        condition, seed = run_dir.name, ckpt.preset().train.seed
+    return {"condition": condition, "seed": seed, "step": ckpt.step, "tokens": ckpt.state().get("tokens", 0)}
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return df[COLUMNS[:6] + extra + COLUMNS[6:]]
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    task: str,
+    *,
+    limit: int | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Evaluate one checkpoint (or a run's latest) on ``task``; a results-table frame (``ResultsTable.add`` takes it)."""
+    ckpt = resolve_checkpoint(path)
+    model = ckpt.load_model(device or default_device()).eval()
+    rows = run_task(task, model, limit=limit, batch_size=batch_size, progress=progress, preset=ckpt.preset())
+    ids = {**checkpoint_ids(ckpt), "task": task_label(task, limit)}
+    return _frame([{**ids, **row} for row in rows])
+
+
+def evaluate_study(
+    study: StudyLayout | str | Path,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    *,
+    limit: int | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int = BATCH_SIZE,
+    conditions: Sequence[str] | None = None,
+    final_only: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Evaluate every kept inner-loop checkpoint of ``study`` on ``tasks`` into ``study.results``; return that table.
+
+    What the table already holds (same checkpoint, same task label) is skipped, so an interrupted sweep resumes.
+    A task's data is read only if some checkpoint still needs it. ``val_loss`` uses the first checkpoint's preset.
+    """
+    study = study if isinstance(study, StudyLayout) else StudyLayout(study)
+    refs = study.model_refs(list(conditions) if conditions is not None else None, final_only)
+    if not refs:
+        raise FileNotFoundError(f"no inner-loop checkpoints under {study.root / 'inner'}")
+    device = device or default_device()
+    table = study.results
+    for name in tasks:
+        label = task_label(name, limit)
+        todo = [r for r in refs if not table.has(r, label)]
+        if todo:
+            settings = Settings(limit, batch_size, False, Checkpoint(Path(refs[0].path)).preset())
+            sweep(todo, label, prepare(name, settings), table, device=device, progress=progress)
+    return table.load()
