@@ -1,0 +1,1 @@
+"""Alignment with humans: reading times (behavior) and brain responses (neural)."""

@@ -1,0 +1,151 @@
+import math
+from collections import Counter
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genprune_nb.alignment.behavior import (
+    BRAINSCORE_CEILING, TASK, bootstrap_ci, ceiling, log_frequency, normalize_word, over_training, pearson_r,
+    predictors, regress, reliability, score, surprisal_for, sweep_reading_times, task_name)
+from genprune_nb.alignment.behavior_plots import plot_over_training, plot_surprisal_vs_rt
+from genprune_nb.alignment.reading_times import from_table
+from genprune_nb.results import ResultsTable
+
+X = [1.0, 2.0, 3.0, 4.0, 5.0]
+Y = [2.0, 1.0, 4.0, 3.0, 6.0]
+
+
+def test_pearson_r_by_hand_and_nan_pairs_dropped():
+    # mean x = 3, mean y = 3.2; sum dx*dy = 10, sum dx^2 = 10, sum dy^2 = 14.8
+    assert pearson_r(X, Y) == pytest.approx(10 / math.sqrt(10 * 14.8))
+    assert pearson_r(X + [np.nan, 7.0], Y + [1.0, np.inf]) == pytest.approx(10 / math.sqrt(10 * 14.8))
+    with pytest.raises(ValueError, match="at least 3"):
+        pearson_r([1.0, 2.0], [1.0, np.nan])
+
+
+def test_bootstrap_ci_is_the_percentile_interval_of_resampled_r():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=40)
+    y = x + rng.normal(size=40)
+    low, high = bootstrap_ci(x, y, n_boot=200, level=0.9, seed=3)
+    draws = np.random.default_rng(3).integers(0, 40, size=(200, 40))
+    rs = [np.corrcoef(x[i], y[i])[0, 1] for i in draws]
+    assert (low, high) == pytest.approx(tuple(np.quantile(rs, [0.05, 0.95])))
+    assert low < pearson_r(x, y) < high
+
+
+def test_reliability_by_hand():
+    mean, sd, n = [300, 340, 420, 460], [100, 120, 90, 110], [25, 36, 9, 121]
+    between = (80**2 + 40**2 + 40**2 + 80**2) / 3  # var(mean), ddof=1
+    noise = (400 + 400 + 900 + 100) / 4  # mean of sd^2 / n
+    assert reliability(mean, sd, n) == pytest.approx((between - noise) / between)
+    with pytest.raises(ValueError, match="sd"):
+        reliability(mean, [100, np.nan, 1, 1], n)
+
+
+def test_reliability_matches_a_spearman_brown_split_half_ceiling():
+    rng = np.random.default_rng(0)
+    words, readers = 400, 60
+    true = rng.normal(350, 40, size=words)
+    times = true[:, None] + rng.normal(0, 150, size=(words, readers))
+    estimate = reliability(times.mean(1), times.std(1, ddof=1), np.full(words, readers))
+    halves = []
+    for _ in range(20):  # Brain-Score's procedure on the per-reader data
+        perm = rng.permutation(readers)
+        c = np.corrcoef(times[:, perm[:30]].mean(1), times[:, perm[30:]].mean(1))[0, 1]
+        halves.append(2 * c / (1 + c))
+    assert estimate == pytest.approx(np.median(halves), abs=0.03)
+
+
+def test_word_frequency():
+    assert normalize_word("'Admiral,'") == "admiral" and normalize_word("don't.") == "don't"
+    assert normalize_word("long-bearded") == "long-bearded" and normalize_word("--") == "--"
+    counts = Counter({"the": 7, "cat": 1})  # total 8, vocabulary 2
+    np.testing.assert_allclose(log_frequency(["The", "cat.", "dog"], counts), np.log([8 / 10, 2 / 10, 1 / 10]))
+
+
+def _synthetic(n=288, seed=0):
+    """Reading times that depend on surprisal (10 ms/bit) and length; 3 stories of 16 six-word sentences."""
+    rng = np.random.default_rng(seed)
+    words = rng.choice(["a", "the", "cat", "window", "extraordinary"], size=n)
+    s = rng.gamma(2.0, 3.0, size=n)
+    rt = 250 + 10 * s + 8 * np.char.str_len(words.astype(str)) + rng.normal(0, 20, size=n)
+    table = pd.DataFrame({"word": words, "rt": rt, "story": np.repeat([1, 2, 3], n // 3),
+                          "sent": np.arange(n) // 6, "sd": 100.0, "n": 50})
+    rts = from_table(table, story="story", sentence="sent", sd="sd", n_readers="n")
+    return rts, rts.copy(data=s).rename("surprisal")
+
+
+def test_regression_gain_by_hand():
+    rts, s = _synthetic()
+    counts = Counter({"the": 50, "a": 40, "cat": 5, "window": 3})
+    frame = predictors(rts, s, counts)
+    assert np.isnan(frame["previous_surprisal"].to_numpy()[[0, 96, 192]]).all()
+    fit = regress(frame)
+    assert fit.n == 285 and fit.full.params["surprisal"] == pytest.approx(10, abs=1)
+    data = frame.dropna()
+    r2 = {}
+    for name, cols in (("base", ["length", "log_frequency", "position", "previous_surprisal"]),
+                       ("full", ["length", "log_frequency", "position", "previous_surprisal", "surprisal"])):
+        design = np.column_stack([np.ones(len(data)), data[cols].to_numpy()])
+        resid = data["rt"].to_numpy() - design @ np.linalg.lstsq(design, data["rt"].to_numpy(), rcond=None)[0]
+        r2[name] = 1 - (resid**2).sum() / ((data["rt"] - data["rt"].mean()) ** 2).sum()
+        rss = (resid**2).sum()
+        r2[name + "_llf"] = -len(data) / 2 * (np.log(2 * np.pi * rss / len(data)) + 1)
+    assert fit.delta_r2 == pytest.approx(r2["full"] - r2["base"])
+    assert fit.delta_loglik == pytest.approx(r2["full_llf"] - r2["base_llf"])
+    assert fit.lr_pvalue < 1e-10
+    table = fit.table()
+    assert set(table["model"]) == {"baseline", "full"} and "surprisal" in set(table["term"])
+
+
+def test_score_rows_and_brainscore():
+    rts, s = _synthetic()
+    rows = {r["metric"]: r for r in score(s, rts, counts=Counter({"the": 1}), n_boot=100)}
+    later = ~rts["first_in_sentence"].values
+    assert rows["pearson_r"]["value"] == pytest.approx(pearson_r(s.values, rts.values))
+    assert rows["pearson_r_low"]["value"] < rows["pearson_r"]["value"] < rows["pearson_r_high"]["value"]
+    assert rows["brainscore"]["n"] == later.sum() == 288 - 48
+    assert rows["brainscore"]["value"] == pytest.approx(
+        abs(pearson_r(s.values[later], rts.values[later])) / BRAINSCORE_CEILING)
+    assert rows["delta_loglik"]["value"] > 0
+    assert ceiling(rts) == pytest.approx(reliability(rts.values, np.full(288, 100.0), np.full(288, 50)))
+
+
+def test_over_training_mean_and_se_over_seeds():
+    rows = [{"condition": c, "seed": seed, "step": step, "tokens": 10 * step, "task": TASK, "metric": "pearson_r",
+             "value": v, "n": 1}
+            for c, seed, step, v in [("A", 0, 1, 0.1), ("A", 1, 1, 0.3), ("A", 0, 2, 0.4), ("A", 1, 2, 0.4),
+                                     ("B", 0, 1, 0.2)]]
+    summary = over_training(pd.DataFrame(rows))
+    a1 = summary[(summary["condition"] == "A") & (summary["step"] == 1)].iloc[0]
+    assert a1["mean"] == pytest.approx(0.2) and a1["se"] == pytest.approx(np.std([0.1, 0.3], ddof=1) / np.sqrt(2))
+    assert a1["tokens"] == 10 and a1["n_seeds"] == 2
+    ax = plot_over_training(summary)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
+    with pytest.raises(ValueError, match="no rows"):
+        over_training(pd.DataFrame(rows), metric="brainscore")
+    assert task_name() == TASK and task_name([3, 1, 3]) == "reading_times[stories=1,3]"
+
+
+def test_sweep_scores_each_checkpoint_once(fake_study, tmp_path):
+    table = pd.DataFrame({"word": "The old man sat by the fire. He was cold. The dog slept.".split(),
+                          "rt": [300, 350, 320, 330, 290, 280, 400, 310, 300, 420, 305, 340, 390]})
+    rts = from_table(table)
+    refs = fake_study.model_refs(conditions=["Connectome"], final_only=True)
+    counts, table = Counter({"the": 3}), ResultsTable(tmp_path / "results.csv")
+    sweep_reading_times(refs[:1], rts, table, counts=counts, n_boot=50, progress=False)
+    results = sweep_reading_times(refs, rts, table, counts=counts, n_boot=50, progress=False)
+    got = results[results["task"] == TASK]
+    assert len(got) == 2 * 8 and set(got["seed"]) == {0, 1} and set(got["step"]) == {20}
+    s = surprisal_for(refs[0].load_model(), rts)
+    assert s.dims == rts.dims and (s.values > 0).all()
+    r0 = got[(got["seed"] == refs[0].seed) & (got["metric"] == "pearson_r")]["value"].item()
+    assert r0 == pytest.approx(pearson_r(s.values, rts.values))
+    fig = plot_surprisal_vs_rt({"Connectome": s}, rts, bins=3)
+    assert len(fig.axes) == 1
