@@ -3,6 +3,8 @@
     runs/<preset>/
       outer/gen_0/ .. gen_G-1/          one training run per generation (checkpoints/, metrics.jsonl)
       outer/gen_g/connectome.gpc        the connectome after generation g (ternary_codec file)
+      outer/gen_g/generation.json       its summary: val loss, densities, entropy, file bits per weight
+      outer/connectome.gpc              the final connectome: the inner loop's input
       inner/<condition>/seed_<k>/       one inner-loop run per condition and seed
       results.csv                       the tidy results table of every evaluation
       notebooks/                        executed copies of the numbered notebooks
@@ -31,6 +33,10 @@ class StudyLayout:
 
     def connectome(self, g: int) -> Path:
         return self.generation(g) / "connectome.gpc"
+
+    @property
+    def connectome_file(self) -> Path:
+        return self.root / "outer" / "connectome.gpc"
 
     def inner_run(self, condition: str, seed: int) -> Path:
         return self.root / "inner" / condition / f"seed_{seed}"

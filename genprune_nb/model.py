@@ -82,7 +82,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Decoder-only transformer. ``forward(idx, targets)`` -> ``(logits, loss)``."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, seed: int | None = None):
+        """``seed`` makes the init independent of the global RNG: GPT(cfg, seed=s) is the same for every s."""
         super().__init__()
         self.config = cfg
         self.transformer = nn.ModuleDict(
@@ -94,7 +95,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
-        self.reset_parameters()
+        self.reset_parameters(None if seed is None else torch.Generator().manual_seed(seed))
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

@@ -146,7 +146,7 @@ def train(
         )
 
     torch.manual_seed(cfg.seed)
-    model = GPT(preset.model)
+    model = GPT(preset.model, seed=cfg.seed)
     if init_state is not None:
         load_model_state(model, dict(init_state))
     model.to(ctx.device)
@@ -196,6 +196,11 @@ def train(
     t0 = time.perf_counter()
     model.train()
     stop = min(until, cfg.steps) if until is not None else cfg.steps
+    if start == 0 and 0 in keep:  # the starting point itself, for curves that begin at iteration 0
+        if val_batches:
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
+            log.append({"step": 0, "tokens": 0, "val_loss": val_loss})
+        last = _save(run_dir, 0, model, preset, optimizer, weight_mask, train_loader, val_loss, ctx)
     for step in range(start, stop):
         lr = lr_at(step, cfg)
         set_lr(optimizer, lr)
@@ -221,15 +226,22 @@ def train(
             shown["val"] = f"{val_loss:.3f}"
             bar.set_postfix(shown, refresh=False)
         if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done in keep or done == stop:
-            if ctx.is_main:
-                last = save_checkpoint(
-                    run_dir, done, model=model, preset=preset, optimizer=optimizer,
-                    masks=weight_mask.state_dict() if weight_mask else None,
-                    state={"tokens": done * cfg.tokens_per_step, "loader": train_loader.state_dict(),
-                           "val_loss": val_loss, "world_size": ctx.world_size},
-                )
-                prune_checkpoints(run_dir, cfg.keep_last, keep)
-            ctx.barrier()
+            last = _save(run_dir, done, model, preset, optimizer, weight_mask, train_loader, val_loss, ctx)
     bar.close()
     return TrainResult(run_dir, stop, val_loss, last)
 
+
+def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss, ctx) -> Checkpoint | None:
+    """Rank 0 writes the checkpoint of ``step`` and drops rolling ones beyond ``keep_last``; all ranks wait."""
+    ckpt = None
+    if ctx.is_main:
+        cfg = preset.train
+        ckpt = save_checkpoint(
+            run_dir, step, model=model, preset=preset, optimizer=optimizer,
+            masks=weight_mask.state_dict() if weight_mask else None,
+            state={"tokens": step * cfg.tokens_per_step, "loader": loader.state_dict(), "val_loss": val_loss,
+                   "world_size": ctx.world_size},
+        )
+        prune_checkpoints(run_dir, cfg.keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
+    ctx.barrier()
+    return ckpt

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+_SHARED = REPO.parent / "shared" / "data" / "external"
+if "GENPRUNE_DATA_DIR" not in os.environ and _SHARED.is_dir():
+    os.environ["GENPRUNE_DATA_DIR"] = str(_SHARED)  # so that the data catalog finds it in every test
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +50,18 @@ def fake_study(tmp_path_factory):
                 save_checkpoint(study.inner_run(condition, seed), step, model=GPT(preset.model), preset=preset,
                                 state={"tokens": step * preset.train.tokens_per_step})
     return study
+
+
+@pytest.fixture(scope="session")
+def smoke_preset(tmp_path_factory, external_data_dir):
+    """The smoke preset reading token shards of the English prose corpus prepared once per session."""
+    from genprune_nb.config import get_preset, override
+    from genprune_nb.data import catalog
+    from genprune_nb.data.prepare import prepare_files
+
+    tokens = tmp_path_factory.mktemp("tokens")
+    preset = override(get_preset("smoke"), [f"data.tokens_dir={tokens}"])
+    prepare_files(catalog.text_files(preset.data.corpus), tokens, preset.data.shard_prefix,
+                  val_documents=preset.data.val_documents, small_documents=preset.data.small_documents,
+                  progress=False)
+    return preset

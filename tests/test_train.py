@@ -62,10 +62,9 @@ def test_masked_weights_stay_exactly_zero_after_50_steps(tmp_path, shards):
     preset = override(SMOKE, ["train.steps=50", "train.warmup_steps=5", "train.decay_steps=20",
                               "train.checkpoint_every=0", "train.val_every=0"])
     masks = random_masks(0.26)
-    torch.manual_seed(preset.train.seed)
     from genprune_nb.model import GPT
 
-    init = GPT(preset.model).state_dict()  # the weights train() starts from (same seed)
+    init = GPT(preset.model, seed=preset.train.seed).state_dict()  # the weights train() starts from
     result = train(preset, tmp_path / "run", masks=masks, progress=False, **shards)
     weights = final_weights(result.run_dir)
     for name, mask in masks.items():

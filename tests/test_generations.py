@@ -1,0 +1,132 @@
+"""The outer loop (2 generations of the smoke preset) and the inner loop with its three conditions."""
+import json
+
+import pytest
+import torch
+
+from genprune_nb.checkpoint import latest_checkpoint, list_checkpoints
+from genprune_nb.connectome import Connectome
+from genprune_nb.generations import inner_keep_steps, run_inner_loop, run_outer_loop
+from genprune_nb.layout import StudyLayout
+from genprune_nb.model import GPT
+
+
+class ForwardWatch:
+    """Checks, at every forward of every GPT, that the watched masks' pruned weights are exactly 0.0."""
+
+    def __init__(self, monkeypatch):
+        self.masks: dict[str, torch.Tensor] | None = None
+        self.forwards = 0
+        original = GPT.forward
+
+        def watched(model, *args, **kwargs):
+            if self.masks is not None:
+                params = dict(model.named_parameters())
+                for name, mask in self.masks.items():
+                    assert torch.count_nonzero(params[name].detach()[~mask]) == 0, name
+                self.forwards += 1
+            return original(model, *args, **kwargs)
+
+        monkeypatch.setattr(GPT, "forward", watched)
+
+
+@pytest.fixture(scope="module")
+def outer(smoke_preset, tmp_path_factory):
+    study = StudyLayout(tmp_path_factory.mktemp("study"))
+    final = run_outer_loop(smoke_preset, study, progress=False)
+    return study, final
+
+
+def test_two_generations_prune_to_0_8_squared_with_signed_constants(smoke_preset, outer):
+    study, final = outer
+    assert smoke_preset.outer.generations == 2
+    for name, s in final.signs.items():
+        assert abs(int(s.count_nonzero()) - 0.64 * s.numel()) <= 1.5, name
+    # survivors of generation 1 carry the sign of generation 1's trained weights, scaled by c = 0.02
+    trained = latest_checkpoint(study.generation(1)).load_model().state_dict()
+    state = final.init_state(smoke_preset.model, seed=0)
+    for name, s in final.signs.items():
+        alive = s != 0
+        assert torch.equal(s[alive].float(), torch.sign(trained[name][alive])), name
+        assert set(state[name][alive].abs().unique().tolist()) == {torch.tensor(0.02).item()}
+        assert torch.count_nonzero(state[name][~alive]) == 0
+    summary = json.loads((study.generation(1) / "generation.json").read_text())
+    size = study.connectome(1).stat().st_size
+    assert summary["file_bits_per_weight"] == pytest.approx(8 * size / final.n_weights)
+    assert summary["density"] == pytest.approx(0.64, abs=1e-4)
+    assert summary["entropy_bits_per_weight"] < summary["file_bits_per_weight"]
+
+
+def test_pruned_weights_are_zero_at_every_forward_of_the_next_generation(smoke_preset, tmp_path, monkeypatch, outer):
+    study, _ = outer
+    watch = ForwardWatch(monkeypatch)
+    gen0 = Connectome.load(study.connectome(0))
+    watch.masks = gen0.masks()
+    # generation 1 again, in a fresh study that already holds generation 0
+    fresh = StudyLayout(tmp_path)
+    fresh.generation(0).mkdir(parents=True)
+    fresh.connectome(0).write_bytes(study.connectome(0).read_bytes())
+    run_outer_loop(smoke_preset, fresh, progress=False)
+    assert watch.forwards >= smoke_preset.train.steps * 2  # two micro-steps per step, plus validation
+    assert all(torch.equal(a, b) for a, b in zip(Connectome.load(fresh.connectome_file).signs.values(),
+                                                  Connectome.load(study.connectome_file).signs.values()))
+
+
+def test_outer_loop_killed_mid_generation_resumes_to_the_same_connectome(smoke_preset, tmp_path, monkeypatch, outer):
+    study, final = outer
+    interrupted = StudyLayout(tmp_path)
+    calls = {"n": 0}
+    original = GPT.forward
+    cfg = smoke_preset.train
+    accum, val_batches = cfg.grad_accum_steps(1), cfg.val_tokens // (cfg.micro_batch_size * cfg.seq_len)
+    per_generation = cfg.steps * accum + (cfg.steps // cfg.val_every) * val_batches
+    kill_at = per_generation + 12 * accum + val_batches  # generation 1, step 12: past its step-10 checkpoint
+
+    def dying(model, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise KeyboardInterrupt("killed")
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "forward", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_outer_loop(smoke_preset, interrupted, progress=False)
+    monkeypatch.undo()
+    assert interrupted.connectome(0).exists() and not interrupted.connectome(1).exists()
+    assert latest_checkpoint(interrupted.generation(1)).step == 10
+    resumed = run_outer_loop(smoke_preset, interrupted, progress=False)
+    for name in final.signs:
+        assert torch.equal(resumed.signs[name], final.signs[name]), name
+
+
+def test_inner_loop_conditions(smoke_preset, outer, monkeypatch):
+    study, final = outer
+    watch = ForwardWatch(monkeypatch)
+    watch.masks = final.masks()
+    run_inner_loop(smoke_preset, study, conditions=("Connectome",), progress=False)
+    assert watch.forwards > 0
+    watch.masks = None
+    refs = run_inner_loop(smoke_preset, study, progress=False)
+    keep = inner_keep_steps(smoke_preset)
+    assert keep == (0, 5, 10)
+    assert {(r.condition, r.seed) for r in refs} == {(c, s) for c in ("Connectome", "RandomConnectome",
+                                                                     "NoConnectome") for s in (0, 1)}
+    assert sorted({r.step for r in refs}) == list(keep)
+    conn = latest_checkpoint(study.inner_run("Connectome", 0))
+    rand = latest_checkpoint(study.inner_run("RandomConnectome", 0))
+    none = latest_checkpoint(study.inner_run("NoConnectome", 0))
+    conn_masks, rand_masks = conn.masks(), rand.masks()
+    assert none.masks() is None  # dense
+    for name, mask in final.masks().items():
+        assert torch.equal(conn_masks[name], mask)
+        assert int(rand_masks[name].sum()) == int(mask.sum()) and not torch.equal(rand_masks[name], mask)
+        assert torch.count_nonzero(conn.load_model().state_dict()[name][~mask]) == 0
+    # seeds differ (data order, random control), a re-run skips finished runs
+    assert not torch.equal(rand_masks["lm_head.weight"],
+                           latest_checkpoint(study.inner_run("RandomConnectome", 1)).masks()["lm_head.weight"])
+    step0 = [c for c in list_checkpoints(study.inner_run("Connectome", 0)) if c.step == 0][0]
+    w0 = step0.load_model().state_dict()["lm_head.weight"]
+    assert set(w0.abs().unique().tolist()) == {0.0, torch.tensor(0.02).item()}
+    before = [c.path.stat().st_mtime for c in list_checkpoints(study.inner_run("NoConnectome", 1))]
+    run_inner_loop(smoke_preset, study, progress=False)
+    assert before == [c.path.stat().st_mtime for c in list_checkpoints(study.inner_run("NoConnectome", 1))]
