@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from genprune_nb.alignment.behavior import (
-    BRAINSCORE_CEILING, TASK, bootstrap_ci, ceiling, log_frequency, normalize_word, over_training, pearson_r,
-    predictors, regress, reliability, score, surprisal_for, sweep_reading_times, task_name)
+    BRAINSCORE_CEILING, TASK, bootstrap_ci, ceiling, compare_fits, final_scores, log_frequency, normalize_word,
+    over_training, pearson_r, predictors, regress, reliability, score, surprisal_for, sweep_reading_times, task_name)
 from genprune_nb.alignment.behavior_plots import plot_over_training, plot_surprisal_vs_rt
 from genprune_nb.alignment.reading_times import from_table
 from genprune_nb.results import ResultsTable
@@ -102,6 +102,9 @@ def test_regression_gain_by_hand():
     assert fit.lr_pvalue < 1e-10
     table = fit.table()
     assert set(table["model"]) == {"baseline", "full"} and "surprisal" in set(table["term"])
+    both = compare_fits({"x": fit, "y": fit})
+    assert list(both.columns) == ["x", "y"] and both.loc["surprisal", "y"] == fit.full.params["surprisal"]
+    assert both.loc["delta_loglik", "x"] == fit.delta_loglik and both.loc["n", "x"] == 285
 
 
 def test_score_rows_and_brainscore():
@@ -130,7 +133,11 @@ def test_over_training_mean_and_se_over_seeds():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
     with pytest.raises(ValueError, match="no rows"):
         over_training(pd.DataFrame(rows), metric="brainscore")
-    assert task_name() == TASK and task_name([3, 1, 3]) == "reading_times[stories=1,3]"
+    assert task_name() == TASK and task_name([3, 1, 3]) == "reading_times@stories=1,3"
+    assert task_name(max_words=50) == "reading_times@words=50"
+    final = final_scores(pd.DataFrame(rows), ["pearson_r"])
+    assert final.loc["A", ("pearson_r", "mean")] == pytest.approx(0.4) and final.loc["A", ("pearson_r", "se")] == 0
+    assert final.loc["B", ("pearson_r", "mean")] == pytest.approx(0.2) and np.isnan(final.loc["B", ("pearson_r", "se")])
 
 
 def test_sweep_scores_each_checkpoint_once(fake_study, tmp_path):

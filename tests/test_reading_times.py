@@ -34,6 +34,7 @@ def test_natural_stories_subset_and_unknown_story(external_data_dir, monkeypatch
     monkeypatch.setenv(DATA_DIR_ENV, str(external_data_dir))
     sub = natural_stories([3, 1])
     assert list(pd.unique(sub["story"].values)) == [1, 3] and sub.sizes[DIM] == 1073 + 1040
+    assert natural_stories([2], max_words=7)["position"].values.tolist() == list(range(1, 8))
     with pytest.raises(ValueError, match="11"):
         natural_stories([11])
 

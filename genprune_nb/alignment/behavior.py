@@ -215,10 +215,12 @@ def score(
     ]
 
 
-def task_name(stories: Iterable[int] | None = None) -> str:
-    """``reading_times`` for the whole corpus; a subset of stories gets its own task (``reading_times[stories=1,2]``)
-    so quick runs never stand in for full ones in the results table."""
-    return TASK if stories is None else f"{TASK}[stories={','.join(map(str, sorted(set(stories))))}]"
+def task_name(stories: Iterable[int] | None = None, max_words: int | None = None) -> str:
+    """``reading_times`` for the whole corpus; a quick run on part of it gets its own task name
+    (``reading_times@stories=1,2,words=100``) so that it never stands in for a full one in the results table."""
+    parts = ([f"stories={','.join(map(str, sorted(set(stories))))}"] if stories is not None else []) + (
+        [f"words={max_words}"] if max_words is not None else [])
+    return TASK + ("@" + ",".join(parts) if parts else "")
 
 
 def sweep_reading_times(
@@ -257,3 +259,23 @@ def over_training(results: pd.DataFrame, metric: str = "pearson_r", task: str = 
     out["se"] = out["sd"] / np.sqrt(out["n_seeds"])
     out["tokens"] = df.groupby(["condition", "step"], sort=False)["tokens"].first().to_numpy()
     return out.drop(columns="sd").sort_values(["condition", "step"], kind="stable").reset_index(drop=True)
+
+
+def final_scores(results: pd.DataFrame, metrics: Sequence[str], task: str = TASK) -> pd.DataFrame:
+    """Each seed's last checkpoint, then mean and SE over seeds: one row per condition, two columns per metric."""
+    df = results[(results["task"] == task) & results["metric"].isin(metrics)]
+    last = df.groupby(["condition", "seed"])["step"].transform("max")
+    g = df[df["step"] == last].groupby(["condition", "metric"], sort=False)["value"]
+    out = pd.DataFrame({"mean": g.mean(), "se": g.std() / np.sqrt(g.count())}).unstack("metric")
+    return out.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([metrics, ["mean", "se"]]))
+
+
+def compare_fits(fits: Mapping[str, Regression]) -> pd.DataFrame:
+    """Full-model coefficients (ms per unit) of several fits side by side, with their gain over the baseline."""
+    cols = {}
+    for label, fit in fits.items():
+        coef = fit.full.params.rename({"const": "intercept"})
+        gain = pd.Series({"delta_loglik": fit.delta_loglik, "delta_r2": fit.delta_r2, "lr_pvalue": fit.lr_pvalue,
+                          "n": fit.n})
+        cols[label] = pd.concat([coef, gain])
+    return pd.DataFrame(cols)

@@ -122,11 +122,12 @@ def from_table(
                         attrs={"units": "ms", "source": source})
 
 
-def natural_stories(stories: Iterable[int] | None = None) -> xr.DataArray:
+def natural_stories(stories: Iterable[int] | None = None, max_words: int | None = None) -> xr.DataArray:
     """Natural Stories (Futrell et al. 2018): every word of the 10 stories with its mean self-paced reading time.
 
     Words are those shown in the experiment (``all_stories.tok``); times, sd and number of readers come from
-    ``processed_wordinfo.tsv`` (after the authors' filtering). ``stories`` picks a subset (ids 1..10).
+    ``processed_wordinfo.tsv`` (after the authors' filtering). For quick runs, ``stories`` picks a subset (ids 1..10)
+    and ``max_words`` keeps the first words of each story.
     """
     read = dict(sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False)  # words such as "null" stay words
     words = pd.read_csv(locate("naturalstories", "all_stories.tok"), **read)
@@ -138,6 +139,8 @@ def natural_stories(stories: Iterable[int] | None = None) -> xr.DataArray:
         if unknown:
             raise ValueError(f"Natural Stories has stories 1..10, not {unknown}")
         table = table[table["item"].isin(stories)]
+    if max_words is not None:
+        table = table[table["zone"] <= max_words]
     return from_table(table, word="word", rt="meanItemRT", story="item", position="zone", n_readers="nItem",
                       sd="sdItemRT", source="Natural Stories (Futrell et al. 2018), processed_wordinfo.tsv")
 

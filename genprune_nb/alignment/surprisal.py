@@ -69,7 +69,7 @@ def token_logprobs(
 ) -> np.ndarray:
     """Natural-log probability of ``ids[1:]``, each given the ids before it, read in sliding windows (module doc).
 
-    Entry ``p - 1`` is ``log P(ids[p] | ids[start:p])`` where ``start`` is the window that scores position ``p``.
+    Entry ``p - 1`` is ``log P(ids[p] | ids[start:p])``, ``start`` being where the window that scores ``p`` starts.
     """
     block = model.config.block_size
     stride = block // 2 if stride is None else stride
@@ -104,8 +104,8 @@ def word_surprisal(
 ) -> np.ndarray:
     """Surprisal in bits of every word of a running text, conditioned on EOT (module doc).
 
-    A word that receives no token (possible only with empty words or empty separators, when one token spans two
-    words) gets NaN.
+    A word that receives no token gets NaN: an empty word, or one whose only token runs on into the next word
+    (possible with empty separators: ``["no", "thing"]`` joined by ``""`` is the single token ``"nothing"``).
     """
     ids, word_of_token = tokenize_words(words, separators)
     lp = token_logprobs(model, [EOT, *ids], stride=stride, batch_size=batch_size)
