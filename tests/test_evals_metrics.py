@@ -112,7 +112,8 @@ def test_hellaswag_metrics_by_hand(hellaswag_file):
 
 
 def test_hellaswag_lmeval_preprocessing():
-    item = hellaswag.Item("Home and Garden", "[header] How to x [title] Do y.", "you should", "", ("[step] Go.",) * 4, 0)
+    item = hellaswag.Item("Home and Garden", "[header] How to x [title] Do y.", "you should", "",
+                          ("[step] Go.",) * 4, 0)
     q = hellaswag.question(item, "lm-eval")
     assert q.requests[0].context == tuple(encode("Home and Garden: How to x. Do y. You should"))
     # a leading tag leaves a leading space, which lm-eval keeps: the continuation is "  Go." (4 characters counted)

@@ -1,8 +1,11 @@
 """Benchmarks (DESIGN.md §5): validation loss, HellaSwag, MMLU and BLiMP, over checkpoints and conditions.
 
-    run_task("hellaswag", model, limit=100)             one model, rows of metric / value / n
+    run_task("hellaswag", model, limit=100)                            one model -> rows of metric / value / n
     evaluate_checkpoint("runs/tiny/inner/Connectome/seed_0", "mmlu")   one checkpoint -> DataFrame
     evaluate_study("runs/tiny", ["hellaswag", "mmlu", "blimp"])        every checkpoint -> runs/tiny/results.csv
+
+Modules: ``scorer`` (the log-likelihood engine), ``multiple_choice`` (acc / acc_norm), ``hellaswag``, ``mmlu``,
+``blimp``, ``loss``, ``tasks`` (the registry), ``sweep``, ``report`` (tables, curves, tests; for notebook 03).
 """
 from .datafile import DataFormatError
 from .scorer import Request, Score, score

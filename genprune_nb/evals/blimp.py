@@ -13,7 +13,7 @@ from typing import Any
 from torch import nn
 
 from ..data import catalog
-from .datafile import DataFormatError, read_jsonl, round_robin
+from .datafile import DataFormatError, check_limit, read_jsonl, round_robin
 from .scorer import BATCH_SIZE, Request, score
 
 FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term")
@@ -27,11 +27,13 @@ class Pair:
     bad: str
 
 
-def read_paradigm(path: str | Path) -> list[Pair]:
-    """Every pair of one ``<paradigm>.jsonl`` file; each row's UID must be the file's paradigm."""
+def read_paradigm(path: str | Path, limit: int | None = None) -> list[Pair]:
+    """The pairs (the first ``limit``, or all) of one ``<paradigm>.jsonl`` file; each row's UID must be its paradigm."""
     path = Path(path)
-    pairs = []
+    pairs: list[Pair] = []
     for line, rec in read_jsonl(path, FIELDS):
+        if limit is not None and len(pairs) == limit:
+            break
         if rec["UID"] != path.stem:
             raise DataFormatError(path, line, f"UID {rec['UID']!r} differs from the file's paradigm {path.stem!r}")
         good, bad = rec["sentence_good"], rec["sentence_bad"]
@@ -46,22 +48,34 @@ def read_paradigm(path: str | Path) -> list[Pair]:
     return pairs
 
 
-def load(root: str | Path | None = None) -> dict[str, list[Pair]]:
-    """Paradigm -> pairs, paradigms in alphabetical order (default folder: the catalog's BLiMP)."""
+def paradigm_files(root: str | Path | None = None) -> list[Path]:
+    """The ``<paradigm>.jsonl`` files in alphabetical order (default folder: the catalog's BLiMP)."""
     folder = Path(root) if root is not None else catalog.locate("blimp")
     paths = sorted(folder.glob("*.jsonl"))
     if not paths:
         raise FileNotFoundError(f"no BLiMP files {folder}/<paradigm>.jsonl")
-    return {p.stem: read_paradigm(p) for p in paths}
+    return paths
+
+
+def load(root: str | Path | None = None) -> dict[str, list[Pair]]:
+    """Paradigm -> all its pairs."""
+    return {p.stem: read_paradigm(p) for p in paradigm_files(root)}
 
 
 def pairs(limit: int | None = None, root: str | Path | None = None) -> dict[str, list[Pair]]:
-    """The pairs to evaluate: all, or ``limit`` of them taken round-robin over paradigms."""
-    return round_robin(load(root), limit)
+    """The pairs to evaluate: all, or ``limit`` of them taken round-robin over paradigms (reading no more)."""
+    check_limit(limit)
+    paths = paradigm_files(root)
+    per_file = None if limit is None else -(-limit // len(paths))
+    return round_robin({p.stem: read_paradigm(p, per_file) for p in paths}, limit)
 
 
 def evaluate(
-    model: nn.Module, by_paradigm: dict[str, list[Pair]], *, batch_size: int = BATCH_SIZE, progress: bool = False
+    model: nn.Module,
+    by_paradigm: dict[str, list[Pair]],
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Rows ``acc``: overall (mean over paradigms), per phenomenon, per paradigm."""
     flat = [p for ps in by_paradigm.values() for p in ps]

@@ -77,7 +77,7 @@ def truncate(request: Request, max_len: int) -> list[int]:
 
 
 def _batches(groups: Sequence[Sequence[Request]], order: list[int], batch_size: int) -> list[list[int]]:
-    """Consecutive groups (in ``order``) packed into batches of at most ``batch_size`` sequences (at least one group)."""
+    """Groups in ``order`` packed into batches of at most ``batch_size`` sequences (or one larger group)."""
     batches, current, size = [], [], 0
     for g in order:
         if current and size + len(groups[g]) > batch_size:

@@ -59,7 +59,7 @@ def evaluate_checkpoint(
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Evaluate one checkpoint (or a run's latest) on ``task``; a results-table frame (``ResultsTable.add`` takes it)."""
+    """Evaluate one checkpoint (or a run's latest) on ``task``: results-table rows (``ResultsTable.add`` takes them)."""
     ckpt = resolve_checkpoint(path)
     model = ckpt.load_model(device or default_device()).eval()
     rows = run_task(task, model, limit=limit, batch_size=batch_size, progress=progress, preset=ckpt.preset())

@@ -103,7 +103,7 @@ def run_task(
 
 
 def task_label(name: str, limit: int | None) -> str:
-    """The ``task`` value stored in results: the name, plus ``@limit`` for a quick run (never mistaken for a full one)."""
+    """The ``task`` value stored in results: the name, plus ``@limit`` for a quick run (never taken for a full one)."""
     get_task(name)
     return name if limit is None else f"{name}@{limit}"
 

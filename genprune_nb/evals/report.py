@@ -1,0 +1,151 @@
+"""Benchmark results for people: the Figure 1B-ii table, curves over training, tests of condition differences.
+
+Everything reads the tidy results table (``genprune_nb.results``). A task's *headline* score is one metric of its
+overall rows (no subject / paradigm / phenomenon), e.g. HellaSwag ``acc_norm``; a seed's *final* score is its
+headline at the last step evaluated for that seed.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import statsmodels.formula.api as smf
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.weightstats import ttest_ind
+from torch import nn
+
+from .multiple_choice import Question, choose
+from .scorer import score
+from .tasks import base_task
+
+CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
+HEADLINE = {"hellaswag": "acc_norm", "hellaswag_lmeval": "acc_norm", "mmlu": "acc", "mmlu_lmeval_0shot": "acc",
+            "mmlu_lmeval_5shot": "acc", "blimp": "acc", "val_loss": "loss"}
+BREAKDOWNS = ("subject", "paradigm", "phenomenon")
+
+
+def condition_order(conditions: Sequence[str]) -> list[str]:
+    """The paper's three conditions first (in its order), any others after, alphabetically."""
+    present = set(conditions)
+    return [c for c in CONDITIONS if c in present] + sorted(present - set(CONDITIONS))
+
+
+def headline(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """The headline rows of ``tasks`` (stored labels such as ``"hellaswag"`` or ``"hellaswag@20"``)."""
+    df = results[results["task"].isin(tasks)]
+    df = df[df["metric"] == df["task"].map(lambda t: HEADLINE.get(base_task(t)))]
+    for key in BREAKDOWNS:
+        if key in df.columns:
+            df = df[df[key].isna()]
+    return df[["condition", "seed", "step", "tokens", "task", "metric", "value", "n"]].reset_index(drop=True)
+
+
+def final_scores(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """One headline score per (condition, seed, task): at that seed's last evaluated step."""
+    df = headline(results, tasks)
+    last = df.groupby(["condition", "seed", "task"])["step"].transform("max")
+    return df[df["step"] == last].reset_index(drop=True)
+
+
+def summarize(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """Mean and standard error over seeds of the final scores, per condition and task."""
+    g = final_scores(results, tasks).groupby(["condition", "task", "metric"])
+    out = g["value"].agg(mean="mean", se="sem", seeds="count").reset_index()
+    out["step"] = g["step"].max().values
+    return out
+
+
+def figure_table(results: pd.DataFrame, tasks: Sequence[str], digits: int = 4) -> pd.DataFrame:
+    """The paper's Figure 1B-ii as a table: ``mean ± SE (seeds)`` per condition (rows) and task (columns)."""
+    s = summarize(results, tasks)
+    s["cell"] = [f"{m:.{digits}f} ± {se:.{digits}f} ({n})" if n > 1 else f"{m:.{digits}f} (1)"
+                 for m, se, n in zip(s["mean"], s["se"], s["seeds"])]
+    s["column"] = s["task"] + " " + s["metric"]
+    wide = s.pivot(index="condition", columns="column", values="cell")
+    columns = [f"{t} {HEADLINE[base_task(t)]}" for t in tasks if f"{t} {HEADLINE[base_task(t)]}" in wide.columns]
+    return wide.loc[condition_order(wide.index), columns].rename_axis(index=None, columns=None)
+
+
+def plot_curves(results: pd.DataFrame, tasks: Sequence[str]) -> plt.Figure:
+    """Headline score against training step, one panel per task, mean ± SE over seeds per condition."""
+    df = headline(results, tasks)
+    if df.empty:
+        raise ValueError(f"no headline results for tasks {list(tasks)}")
+    grid = sns.relplot(data=df, x="step", y="value", hue="condition", hue_order=condition_order(df["condition"]),
+                       col="task", col_order=[t for t in tasks if t in set(df["task"])], kind="line",
+                       errorbar="se", marker="o", height=3.2, aspect=1.1, facet_kws={"sharey": False})
+    for task, ax in grid.axes_dict.items():
+        ax.set_ylabel(HEADLINE[base_task(task)])
+        ax.set_title(task)
+    return grid.figure
+
+
+def condition_tests(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """Do the conditions differ at the end of training? Per task, on the final per-seed scores:
+
+    * ``all conditions``: one-way ANOVA F test from OLS ``value ~ C(condition)``;
+    * ``A - B``: Welch's t test of each pair (``estimate`` = difference of means), p also Holm-adjusted per task.
+
+    Seeds are the replicates, so with two or three per condition only large, consistent differences can reach
+    significance; a test needs at least two seeds in some condition (NaN otherwise).
+    """
+    rows = []
+    for task, df in final_scores(results, tasks).groupby("task", sort=False):
+        conditions = condition_order(df["condition"])
+        groups = {c: df.loc[df["condition"] == c, "value"].to_numpy() for c in conditions}
+        anova = {"task": task, "comparison": "all conditions", "estimate": np.nan, "statistic": np.nan,
+                 "df": np.nan, "p_value": np.nan, "p_holm": np.nan}
+        if len(conditions) > 1 and len(df) > len(conditions):
+            table = anova_lm(smf.ols("value ~ C(condition)", data=df).fit(), typ=2)
+            anova.update(statistic=table.loc["C(condition)", "F"], df=table.loc["Residual", "df"],
+                         p_value=table.loc["C(condition)", "PR(>F)"])
+        rows.append(anova)
+        pairs = []
+        for a, b in combinations(conditions, 2):
+            x, y = groups[a], groups[b]
+            t, p, dof = ttest_ind(x, y, usevar="unequal") if min(len(x), len(y)) > 1 else (np.nan,) * 3
+            pairs.append({"task": task, "comparison": f"{a} - {b}", "estimate": x.mean() - y.mean(),
+                          "statistic": t, "df": dof, "p_value": p})
+        finite = [r for r in pairs if np.isfinite(r["p_value"])]
+        if finite:
+            for r, adj in zip(finite, multipletests([r["p_value"] for r in finite], method="holm")[1]):
+                r["p_holm"] = adj
+        rows += pairs
+    return pd.DataFrame(rows, columns=["task", "comparison", "estimate", "statistic", "df", "p_value", "p_holm"])
+
+
+def breakdown(results: pd.DataFrame, task: str, key: str) -> pd.DataFrame:
+    """Final-step mean over seeds per ``key`` value (rows: subject / paradigm / phenomenon) and condition (columns).
+
+    Rows that also carry a finer key are left out (BLiMP's paradigm rows name their phenomenon too).
+    """
+    df = results[(results["task"] == task) & (results["metric"] == HEADLINE[base_task(task)])]
+    if key not in df.columns:
+        raise ValueError(f"task {task!r} has no {key!r} rows in the results")
+    df = df[df[key].notna()]
+    for finer in BREAKDOWNS[: BREAKDOWNS.index(key)]:
+        if finer in df.columns:
+            df = df[df[finer].isna()]
+    df = df[df["step"] == df.groupby(["condition", "seed"])["step"].transform("max")]
+    wide = df.groupby([key, "condition"])["value"].mean().unstack("condition")
+    return wide[condition_order(wide.columns)].rename_axis(columns=None)
+
+
+def explain(model: nn.Module, question: Question, choices: Sequence[str]) -> pd.DataFrame:
+    """One item scored choice by choice: tokens, summed and normalised log-probs, and which rule picks it."""
+    scores = score(model, [question.requests])[0]
+    picks = {norm: choose(scores, norm, question.chars) for norm in ("none", "token", "char")}
+    return pd.DataFrame({
+        "choice": list(choices),
+        "gold": [i == question.gold for i in range(len(choices))],
+        "tokens": [s.n_tokens for s in scores],
+        "logprob": [s.logprob for s in scores],
+        "per_token": [s.mean for s in scores],
+        "per_char": [s.logprob / c for s, c in zip(scores, question.chars)],
+        "picked_by": [", ".join(n for n, i in picks.items() if i == k) for k in range(len(choices))],
+    })
