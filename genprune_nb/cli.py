@@ -1,9 +1,11 @@
 """``genprune``: the command line.
 
     genprune presets                         list the presets
-    genprune prepare --preset tiny           tokenize the preset's corpus into token shards
-    genprune train --preset tiny [--resume]  train (under torchrun: data parallel)
-    genprune reproduce --preset tiny         the main job: prepare if needed, then train
+    genprune prepare --preset tiny           tokenize the preset's corpus into val / S / L token shards
+    genprune train --preset tiny [--resume]  one plain training run (under torchrun: data parallel)
+    genprune outer --preset tiny             the outer loop: generations of training and pruning -> connectome
+    genprune inner --preset tiny             the inner loop: every condition x seed on the small corpus
+    genprune reproduce --preset tiny         the main job: the numbered notebooks, in order, with papermill
 """
 from __future__ import annotations
 
@@ -35,23 +37,6 @@ def cmd_presets(args: argparse.Namespace) -> None:
         print(dumps(get_preset(args.show)))
 
 
-def prepare(preset: Preset, *, overwrite: bool = False, progress: bool = True) -> dict:
-    """Tokenize the preset's corpus (a data-catalog entry) into ``preset.data.tokens_dir``."""
-    from .data import catalog
-    from .data.prepare import prepare_files
-
-    data = preset.data
-    dataset = catalog.get(data.corpus)
-    if not dataset.documents:
-        raise ConfigError(
-            f"corpus {data.corpus!r} is distributed as token shards, not text: "
-            f"run catalog.download({data.corpus!r}, dest_dir={data.tokens_dir!r}) instead"
-        )
-    return prepare_files(catalog.text_files(data.corpus), data.tokens_dir, data.shard_prefix,
-                         val_documents=data.val_documents, small_documents=data.small_documents,
-                         overwrite=overwrite, progress=progress)
-
-
 def cmd_prepare(args: argparse.Namespace) -> None:
     preset = _preset(args)
     if args.files:
@@ -62,14 +47,16 @@ def cmd_prepare(args: argparse.Namespace) -> None:
                                 small_documents=preset.data.small_documents, overwrite=args.overwrite,
                                 progress=not args.no_progress)
     else:
-        summary = prepare(preset, overwrite=args.overwrite, progress=not args.no_progress)
+        from .data.prepare import prepare_corpora
+
+        summary = prepare_corpora(preset, overwrite=args.overwrite, progress=not args.no_progress)
     t = summary["tokens"]
     print(f"wrote {t['train']:,} large-corpus (L), {t['small']:,} small-corpus (S) and {t['val']:,} val tokens "
           f"to {preset.data.tokens_dir}")
 
 
 def _run_dir(args: argparse.Namespace, preset: Preset) -> Path:
-    return Path(args.run_dir) if args.run_dir else Path("runs") / preset.name
+    return Path(args.run_dir) if args.run_dir else Path("runs") / preset.name / "train"
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -88,20 +75,36 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"trained {result.steps} steps into {result.run_dir}; final val loss {val}")
 
 
-def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .data.shards import find_shards
+def cmd_loop(args: argparse.Namespace) -> None:
+    from .generations import run_inner_loop, run_outer_loop
+    from .launch import init_distributed, shutdown_distributed
 
     preset = _preset(args)
+    study = args.run_root or Path("runs") / preset.name
+    ctx = init_distributed(args.device)
     try:
-        find_shards(preset.data.tokens_dir, preset.data.patterns("large"))
-    except FileNotFoundError:
-        prepare(preset, progress=not args.no_progress)
-    args.overwrite = not args.resume
-    cmd_train(args)
+        if args.command == "outer":
+            connectome = run_outer_loop(preset, study, ctx=ctx, progress=not args.no_progress)
+            summary = f"connectome of density {connectome.density():.4f} in {study}/outer/connectome.gpc"
+        else:
+            refs = run_inner_loop(preset, study, ctx=ctx, progress=not args.no_progress)
+            summary = f"{len(refs)} kept inner-loop checkpoints in {study}/inner"
+    finally:
+        shutdown_distributed()
+    if ctx.is_main:
+        print(summary)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    from .pipeline import run_pipeline
+
+    executed = run_pipeline(args.preset, overrides=args.set, run_root=args.run_root, figures_dir=args.figures_dir,
+                            only=args.only, device=args.device, progress=not args.no_progress)
+    print("executed " + ", ".join(str(p) for p in executed))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genprune", description=__doc__.split("\n")[1].strip(),
+    parser = argparse.ArgumentParser(prog="genprune", description=__doc__.split("\n")[0].strip("`"),
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -115,17 +118,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing shards of this prefix")
     p.set_defaults(func=cmd_prepare)
 
-    for name, func, text in [("train", cmd_train, "train a model on the preset's shards"),
-                             ("reproduce", cmd_reproduce, "the main job: prepare data if needed, then train")]:
+    p = sub.add_parser("train", help="one plain training run on the preset's large corpus")
+    _add_preset_args(p)
+    p.add_argument("--run-dir", help="output directory (default: runs/<preset>/train)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
+    p.add_argument("--until", type=int, help="stop after this step with a checkpoint (resume later)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.set_defaults(func=cmd_train)
+
+    for name, text in [("outer", "the outer loop: generations of training and pruning (resumable)"),
+                       ("inner", "the inner loop: conditions x seeds on the small corpus (resumable)")]:
         p = sub.add_parser(name, help=text)
         _add_preset_args(p)
-        p.add_argument("--run-dir", help="output directory (default: runs/<preset>)")
-        p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
-        p.add_argument("--until", type=int, help="stop after this step with a checkpoint (resume later)")
+        p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
         p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-        if name == "train":
-            p.add_argument("--overwrite", action="store_true", help="start afresh over an existing run")
-        p.set_defaults(func=func)
+        p.set_defaults(func=cmd_loop)
+
+    p = sub.add_parser("reproduce", help="the main job: run the numbered notebooks in order (resumable)")
+    _add_preset_args(p)
+    p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
+    p.add_argument("--figures-dir", help="where figures go (default: figures/<preset>)")
+    p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, e.g. --only 00 01")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

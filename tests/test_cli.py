@@ -9,21 +9,35 @@ from genprune_nb.data.shards import list_shards, read_shard
 from genprune_nb.tokenizer import EOT
 
 
-def test_reproduce_prepares_the_corpus_then_trains(tmp_path, external_data_dir, monkeypatch, capsys):
+def test_prepare_then_train(tmp_path, external_data_dir, monkeypatch, capsys):
     monkeypatch.setenv("GENPRUNE_DATA_DIR", str(external_data_dir))
     tokens = tmp_path / "tokens"
-    args = ["reproduce", "--preset", "smoke", "--no-progress", "--run-dir", str(tmp_path / "run"),
-            "--set", f"data.tokens_dir={tokens}", "--set", "train.steps=6", "--set", "train.warmup_steps=2",
-            "--set", "train.decay_steps=2", "--set", "train.val_every=3"]
+    common = ["--preset", "smoke", "--no-progress", "--set", f"data.tokens_dir={tokens}"]
+    assert main(["prepare", *common]) == 0
+    assert read_shard(list_shards(tokens, "english_prose", "val")[0])[0] == EOT
+    assert len(list_shards(tokens, "english_prose", "small")) == 1
+    args = ["train", *common, "--run-dir", str(tmp_path / "run"), "--set", "train.steps=6",
+            "--set", "train.warmup_steps=2", "--set", "train.decay_steps=2", "--set", "train.val_every=3"]
     assert main(args) == 0
-    val = list_shards(tokens, "english_prose", "val")
-    assert read_shard(val[0])[0] == EOT
     ckpt = latest_checkpoint(tmp_path / "run")
-    assert ckpt.step == 6
-    assert ckpt.preset().train.steps == 6
+    assert ckpt.step == 6 and ckpt.preset().train.steps == 6
     records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_loss" in r] == [3, 6]
     assert "final val loss" in capsys.readouterr().out
+
+
+def test_reproduce_runs_notebooks_00_to_02_headlessly(tmp_path, smoke_preset, monkeypatch, capsys):
+    """The main job on the smoke preset: data, outer loop, inner loop, each notebook executed by papermill."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "--preset", "smoke", "--no-progress", "--only", "00", "01", "02",
+                 "--set", f"data.tokens_dir={smoke_preset.data.tokens_dir}"]) == 0
+    executed = sorted(p.name for p in (tmp_path / "runs" / "smoke" / "notebooks").iterdir())
+    assert executed == ["00_data.ipynb", "01_outer_loop.ipynb", "02_inner_loop.ipynb"]
+    figures = {p.name for p in (tmp_path / "figures" / "smoke").iterdir()}
+    assert {"00_corpora.png", "01_generation_val_loss.png", "01_tensor_density.png", "01_connectome_bits.png",
+            "02_inner_val_loss.png"} <= figures
+    assert (tmp_path / "runs" / "smoke" / "outer" / "connectome.gpc").exists()
+    assert len(list((tmp_path / "runs" / "smoke" / "inner").glob("*/seed_*"))) == 6
 
 
 def test_prepare_from_files(tmp_path, capsys):

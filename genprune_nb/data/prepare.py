@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
+from ..config import Preset
 from ..tokenizer import EOT, get_tokenizer
 from .shards import write_shard
 
@@ -176,3 +177,44 @@ def prepare_files(
     patterns, paths = _expand(pattern_or_paths)
     kw.setdefault("source", {"patterns": patterns, "files": [str(p) for p in paths]})
     return prepare_documents(_TextFiles(paths), out_dir, name, **kw)
+
+
+def prepare_corpora(preset: Preset, *, overwrite: bool = False, progress: bool = True) -> dict:
+    """Tokenize a preset's text corpus (a data-catalog entry) into its val / small (S) / train (L) shards."""
+    from . import catalog
+
+    data = preset.data
+    if not catalog.get(data.corpus).documents:
+        raise ValueError(
+            f"corpus {data.corpus!r} is distributed as token shards, not text: download them with "
+            f"genprune_nb.data.catalog.download({data.corpus!r}, dest_dir={data.tokens_dir!r})"
+        )
+    return prepare_files(catalog.text_files(data.corpus), data.tokens_dir, data.shard_prefix,
+                         val_documents=data.val_documents, small_documents=data.small_documents,
+                         overwrite=overwrite, progress=progress)
+
+
+def ensure_corpora(preset: Preset, *, progress: bool = True) -> dict | None:
+    """Prepare the preset's corpora unless all three (val, L, S) are already there; the summary if it ran."""
+    from .shards import find_shards
+
+    try:
+        for corpus in ("val", "large", "small"):
+            find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
+    except FileNotFoundError:
+        return prepare_corpora(preset, progress=progress)
+    return None
+
+
+def corpora_summary(preset: Preset) -> "pd.DataFrame":
+    """One row per corpus (val, small S, large L): shard files and tokens, read from the shard headers."""
+    import pandas as pd
+
+    from .shards import find_shards, read_header
+
+    rows = []
+    for corpus in ("val", "small", "large"):
+        files = find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
+        rows.append({"corpus": corpus, "files": len(files), "tokens": sum(read_header(f).n_tokens for f in files),
+                     "first_file": files[0].name})
+    return pd.DataFrame(rows)

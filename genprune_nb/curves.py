@@ -1,0 +1,78 @@
+"""Training curves and generation summaries of a study as tidy DataFrames (read from the run logs)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .layout import StudyLayout
+from .runlog import RunLog
+
+
+def run_curve(run_dir, metric: str = "val_loss") -> pd.DataFrame:
+    """(step, tokens, value) of one metric from a run's metrics.jsonl."""
+    rows = [r for r in RunLog(run_dir / "metrics.jsonl").records() if metric in r]
+    return pd.DataFrame({"step": [r["step"] for r in rows], "tokens": [r.get("tokens", 0) for r in rows],
+                         metric: [r[metric] for r in rows]})
+
+
+def outer_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
+    """One curve per generation: columns generation, step, tokens, ``metric``."""
+    frames = []
+    g = 0
+    while study.generation(g).is_dir():
+        frames.append(run_curve(study.generation(g), metric).assign(generation=g))
+        g += 1
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["generation", "step", metric])
+
+
+def generation_summaries(study: StudyLayout) -> pd.DataFrame:
+    """One row per finished generation: val loss, density, entropy and achieved bits per weight, file size."""
+    rows = []
+    g = 0
+    while (path := study.generation(g) / "generation.json").exists():
+        summary = json.loads(path.read_text())
+        rows.append({k: v for k, v in summary.items() if k != "densities"})
+        g += 1
+    return pd.DataFrame(rows)
+
+
+def tensor_densities(study: StudyLayout) -> pd.DataFrame:
+    """Per-tensor density after every generation: columns generation, tensor, kind, layer, density."""
+    rows = []
+    g = 0
+    while (path := study.generation(g) / "generation.json").exists():
+        for name, density in json.loads(path.read_text())["densities"].items():
+            rows.append({"generation": g, "tensor": name, "kind": tensor_kind(name), "layer": tensor_layer(name),
+                         "density": density})
+        g += 1
+    return pd.DataFrame(rows)
+
+
+def inner_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
+    """Inner-loop curves: columns condition, seed, step, tokens, ``metric``."""
+    frames = []
+    inner = study.root / "inner"
+    for cond_dir in sorted(p for p in inner.iterdir() if p.is_dir()) if inner.is_dir() else []:
+        for seed_dir in sorted(cond_dir.glob("seed_*")):
+            curve = run_curve(seed_dir, metric)
+            frames.append(curve.assign(condition=cond_dir.name, seed=int(seed_dir.name.split("_")[1])))
+    columns = ["condition", "seed", "step", "tokens", metric]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def tensor_kind(name: str) -> str:
+    """attention, mlp, embedding or head."""
+    if "attn" in name:
+        return "attention"
+    if "mlp" in name:
+        return "mlp"
+    return "embedding" if "wte" in name else "head"
+
+
+def tensor_layer(name: str) -> int:
+    """Block index of a parameter; -1 for the embedding, a large number for the head (they sort first / last)."""
+    parts = name.split(".")
+    if "h" in parts:
+        return int(parts[parts.index("h") + 1])
+    return -1 if "wte" in name else 10_000

@@ -1,0 +1,76 @@
+"""Figures of the outer and inner loops (matplotlib / seaborn); each returns its Figure, ``save`` writes a PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .stats import mean_se
+
+CONDITION_COLORS = {"Connectome": "#1b9e77", "RandomConnectome": "#d95f02", "NoConnectome": "#7570b3"}
+PAPER_ENTROPY_BITS = 1.06  # the paper's appendix: bits per weight of its 124M connectome
+
+
+def save(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
+    """Write ``fig`` as ``figures_dir/name.png`` (150 dpi) and return the path."""
+    path = Path(figures_dir) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    return path
+
+
+def corpus_sizes(summary: pd.DataFrame) -> plt.Figure:
+    """Tokens per corpus (val, S, L) on a log scale."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sns.barplot(summary, x="corpus", y="tokens", hue="corpus", ax=ax, legend=False)
+    ax.set(yscale="log", ylabel="tokens", xlabel="", title="The three corpora")
+    for i, t in enumerate(summary["tokens"]):
+        ax.text(i, t, f"{t:,}", ha="center", va="bottom", fontsize=8)
+    return fig
+
+
+def generation_val_loss(curves: pd.DataFrame) -> plt.Figure:
+    """Val loss vs step, one line per generation (outer loop)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(curves, x="step", y="val_loss", hue="generation", palette="viridis", marker="o", ax=ax)
+    ax.set(xlabel="step within generation", ylabel="validation loss", title="Outer loop: each generation")
+    return fig
+
+
+def tensor_density(densities: pd.DataFrame) -> plt.Figure:
+    """Density of every tensor after the last generation, by layer and kind."""
+    last = densities[densities["generation"] == densities["generation"].max()].sort_values(["layer", "tensor"])
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(last)), 4))
+    sns.barplot(last, x="tensor", y="density", hue="kind", dodge=False, ax=ax)
+    ax.set_xticks(range(len(last)), [t.replace("transformer.", "").replace(".weight", "") for t in last["tensor"]],
+                  rotation=90, fontsize=7)
+    ax.set(xlabel="", ylabel="surviving fraction",
+           title=f"Connectome density per tensor after generation {int(last['generation'].max())}")
+    return fig
+
+
+def connectome_bits(summaries: pd.DataFrame) -> plt.Figure:
+    """Achieved file bits per weight beside the Shannon entropy, per generation."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(summaries["generation"], summaries["entropy_bits_per_weight"], "o-", label="entropy")
+    ax.plot(summaries["generation"], summaries["file_bits_per_weight"], "s--", label="connectome file")
+    ax.axhline(PAPER_ENTROPY_BITS, color="grey", lw=0.8, ls=":", label="paper (124M, 6 generations)")
+    ax.set(xlabel="generation", ylabel="bits per weight", title="Connectome size")
+    ax.legend()
+    return fig
+
+
+def condition_curves(curves: pd.DataFrame, value: str, *, x: str = "step", ylabel: str | None = None,
+                     title: str = "") -> plt.Figure:
+    """``value`` vs ``x`` per condition, mean +/- SE over seeds (the paper's Figure 1B-i for val loss)."""
+    summary = mean_se(curves, ["condition", x], value)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for condition, part in summary.groupby("condition", sort=False):
+        color = CONDITION_COLORS.get(condition)
+        ax.plot(part[x], part["mean"], label=condition, color=color)
+        ax.fill_between(part[x], part["mean"] - part["se"], part["mean"] + part["se"], color=color, alpha=0.25)
+    ax.set(xlabel="iteration" if x == "step" else x, ylabel=ylabel or value, title=title)
+    ax.legend(title=f"mean ± SE over {int(summary['n'].max())} seeds")
+    return fig
