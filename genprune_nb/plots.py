@@ -46,6 +46,7 @@ def tensor_density(densities: pd.DataFrame) -> plt.Figure:
     sns.barplot(last, x="tensor", y="density", hue="kind", dodge=False, ax=ax)
     ax.set_xticks(range(len(last)), [t.replace("transformer.", "").replace(".weight", "") for t in last["tensor"]],
                   rotation=90, fontsize=7)
+    ax.legend(title="kind", bbox_to_anchor=(1.01, 1), loc="upper left")
     ax.set(xlabel="", ylabel="surviving fraction",
            title=f"Connectome density per tensor after generation {int(last['generation'].max())}")
     return fig
@@ -67,7 +68,9 @@ def condition_curves(curves: pd.DataFrame, value: str, *, x: str = "step", ylabe
     """``value`` vs ``x`` per condition, mean +/- SE over seeds (the paper's Figure 1B-i for val loss)."""
     summary = mean_se(curves, ["condition", x], value)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for condition, part in summary.groupby("condition", sort=False):
+    known = [c for c in CONDITION_COLORS if c in set(summary["condition"])]
+    for condition in known + sorted(set(summary["condition"]) - set(known)):
+        part = summary[summary["condition"] == condition]
         color = CONDITION_COLORS.get(condition)
         ax.plot(part[x], part["mean"], label=condition, color=color)
         ax.fill_between(part[x], part["mean"] - part["se"], part["mean"] + part["se"], color=color, alpha=0.25)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from genprune_nb.data.prepare import prepare_documents, prepare_files
-from genprune_nb.data.shards import list_shards, read_shard
+from genprune_nb.data.shards import list_shards, read_shard, write_shard
 from genprune_nb.tokenizer import EOT, encode
 
 DOCS = [
@@ -104,3 +104,26 @@ def test_three_disjoint_splits_val_small_train(tmp_path):
     # no small split: val tokens must not leak into a shard of another split
     summary = prepare_documents(docs, tmp_path / "b", "s", val_documents=2, progress=False)
     assert _concat(list_shards(tmp_path / "b", "s", "val")) == _stream(docs[:2])
+
+
+def test_fineweb_presets_fetch_exactly_their_shards(tmp_path, monkeypatch):
+    """gpt2-* presets download val, S (shard 1) and L (shards 2..41) by pattern: offline via file:// URLs."""
+    import dataclasses
+
+    from genprune_nb.config import get_preset, override
+    from genprune_nb.data import catalog
+    from genprune_nb.data.prepare import corpora_summary, ensure_corpora
+
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    fineweb = catalog.get("fineweb10B")
+    for name in [*fineweb.files, *fineweb.extra_files]:
+        write_shard(remote / name, np.full(50, int(name[-7:-4])))
+    monkeypatch.setitem(catalog.CATALOG, "fineweb10B", dataclasses.replace(fineweb, base_url=remote.as_uri() + "/"))
+    preset = override(get_preset("gpt2-124m"), [f"data.tokens_dir={tmp_path / 'tokens' / 'fineweb10B'}"])
+    ensure_corpora(preset, progress=False)
+    got = sorted(p.name for p in (tmp_path / "tokens" / "fineweb10B").glob("*.bin"))
+    assert got == [f"fineweb_train_{i:06d}.bin" for i in range(1, 42)] + ["fineweb_val_000000.bin"]
+    summary = corpora_summary(preset).set_index("corpus")
+    assert summary.loc["small", "files"] == 1 and summary.loc["large", "files"] == 40
+    assert summary.loc["large", "first_file"] == "fineweb_train_000002.bin"

@@ -6,6 +6,7 @@ splits (one val shard -> ``val_000000``, then ``train_000001``, ...), matching t
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import itertools
 import os
@@ -179,31 +180,51 @@ def prepare_files(
     return prepare_documents(_TextFiles(paths), out_dir, name, **kw)
 
 
+CORPORA = ("val", "small", "large")
+
+
 def prepare_corpora(preset: Preset, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Tokenize a preset's text corpus (a data-catalog entry) into its val / small (S) / train (L) shards."""
     from . import catalog
 
     data = preset.data
     if not catalog.get(data.corpus).documents:
-        raise ValueError(
-            f"corpus {data.corpus!r} is distributed as token shards, not text: download them with "
-            f"genprune_nb.data.catalog.download({data.corpus!r}, dest_dir={data.tokens_dir!r})"
-        )
+        raise ValueError(f"corpus {data.corpus!r} is distributed as token shards, not text: use fetch_corpora")
     return prepare_files(catalog.text_files(data.corpus), data.tokens_dir, data.shard_prefix,
                          val_documents=data.val_documents, small_documents=data.small_documents,
                          overwrite=overwrite, progress=progress)
 
 
-def ensure_corpora(preset: Preset, *, progress: bool = True) -> dict | None:
-    """Prepare the preset's corpora unless all three (val, L, S) are already there; the summary if it ran."""
+def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
+    """Download the token shards a preset's corpora select (e.g. FineWeb: val, S = 1 shard, L = 40 shards)."""
+    from . import catalog
+
+    data = preset.data
+    dataset = catalog.get(data.corpus)
+    tokens_dir = Path(data.tokens_dir)
+    if tokens_dir.name != dataset.folder:
+        raise ValueError(f"data.tokens_dir={data.tokens_dir!r} must end in the dataset's folder {dataset.folder!r}")
+    patterns = [p for corpus in CORPORA for p in data.patterns(corpus)]
+    wanted = [f for f in [*dataset.files, *dataset.extra_files] if any(fnmatch.fnmatch(f, p) for p in patterns)]
+    catalog.download(data.corpus, dest_dir=tokens_dir.parent, files=wanted, progress=progress)
+    return wanted
+
+
+def ensure_corpora(preset: Preset, *, progress: bool = True) -> None:
+    """Make the preset's three corpora (val, S, L) available: tokenize text or download shards, if missing."""
+    from . import catalog
     from .shards import find_shards
 
     try:
-        for corpus in ("val", "large", "small"):
+        for corpus in CORPORA:
             find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
+        return
     except FileNotFoundError:
-        return prepare_corpora(preset, progress=progress)
-    return None
+        pass
+    if catalog.get(preset.data.corpus).documents:
+        prepare_corpora(preset, progress=progress)
+    else:
+        fetch_corpora(preset, progress=progress)
 
 
 def corpora_summary(preset: Preset) -> "pd.DataFrame":
@@ -213,7 +234,7 @@ def corpora_summary(preset: Preset) -> "pd.DataFrame":
     from .shards import find_shards, read_header
 
     rows = []
-    for corpus in ("val", "small", "large"):
+    for corpus in CORPORA:
         files = find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
         rows.append({"corpus": corpus, "files": len(files), "tokens": sum(read_header(f).n_tokens for f in files),
                      "first_file": files[0].name})
