@@ -37,7 +37,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="sequences per forward (4 per item)")
     ap.add_argument("--style", default="authors", choices=["authors", "lm-eval"])
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     preset = override(get_preset(args.preset), args.set)
     device = torch.device(args.device) if args.device else default_device()
