@@ -1,5 +1,6 @@
 """Report helpers on a hand-made results table, and notebook 03 run headlessly on the fake study."""
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +55,10 @@ def test_condition_tests_match_scipy(results):
     assert (tests["p_holm"].iloc[1:] >= tests["p_value"].iloc[1:]).all()
     one_seed = results[results["seed"] == 0]
     assert report.condition_tests(one_seed, ["hellaswag"])[["statistic", "p_value"]].isna().all().all()
+    flat = results.assign(value=0.5)  # no spread between seeds: pairwise tests undefined, no warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert report.condition_tests(flat, ["hellaswag"])["p_value"].iloc[1:].isna().all()
 
 
 def test_breakdown_and_curves(results):

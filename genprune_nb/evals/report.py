@@ -92,7 +92,7 @@ def condition_tests(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame
     * ``A - B``: Welch's t test of each pair (``estimate`` = difference of means), p also Holm-adjusted per task.
 
     Seeds are the replicates, so with two or three per condition only large, consistent differences can reach
-    significance; a test needs at least two seeds in some condition (NaN otherwise).
+    significance. A test is NaN where it is undefined: fewer than two seeds, or no spread at all between seeds.
     """
     rows = []
     for task, df in final_scores(results, tasks).groupby("task", sort=False):
@@ -108,7 +108,8 @@ def condition_tests(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame
         pairs = []
         for a, b in combinations(conditions, 2):
             x, y = groups[a], groups[b]
-            t, p, dof = ttest_ind(x, y, usevar="unequal") if min(len(x), len(y)) > 1 else (np.nan,) * 3
+            testable = min(len(x), len(y)) > 1 and x.var(ddof=1) + y.var(ddof=1) > 0
+            t, p, dof = ttest_ind(x, y, usevar="unequal") if testable else (np.nan,) * 3
             pairs.append({"task": task, "comparison": f"{a} - {b}", "estimate": x.mean() - y.mean(),
                           "statistic": t, "df": dof, "p_value": p})
         finite = [r for r in pairs if np.isfinite(r["p_value"])]
