@@ -1,0 +1,180 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import papermill
+import pytest
+import torch
+import xarray as xr
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from genprune_nb.alignment.encoding import (
+    RidgePath, cross_validated_r, encode, encoding_rows, fold_summary, outer_splits, pearson_columns)
+from genprune_nb.alignment.neural import sentence_dataset
+from genprune_nb.config import get_preset
+from genprune_nb.layout import StudyLayout
+from genprune_nb.model import GPT
+
+ALPHAS = np.logspace(-3, 4, 15)
+
+
+def _data(n, p, t, seed=0, noise=1.0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) * rng.uniform(0.2, 3.0, p) + rng.standard_normal(p)  # uneven scales, offsets
+    Y = X @ rng.standard_normal((p, t)) + noise * rng.standard_normal((n, t)) + 5.0
+    return X, Y
+
+
+def _arrays(X, y, layers=1):
+    """features [n, layers * p] with a layer coordinate, responses [n, t] on the same stimuli."""
+    stim = np.array([f"s{i}" for i in range(len(X))], dtype=object)
+    feats = xr.DataArray(np.tile(X, layers), dims=("presentation", "neuroid"),
+                         coords={"stimulus": ("presentation", stim),
+                                 "layer": ("neuroid", np.repeat(np.arange(layers), X.shape[1]))})
+    y = y[:, None] if y.ndim == 1 else y
+    table = {"sentence": stim, **{f"y{j}": y[:, j] for j in range(y.shape[1])}}
+    return feats, sentence_dataset(pd.DataFrame(table), responses=[f"y{j}" for j in range(y.shape[1])],
+                                   noise_ceiling=0.5)
+
+
+@pytest.mark.parametrize("n,p,t", [(120, 30, 1), (40, 90, 3)])  # eigendecomposition of X^T X, then of X X^T
+def test_ridge_path_equals_sklearn_ridge_for_every_penalty(n, p, t):
+    X, Y = _data(n, p, t)
+    path = RidgePath(X, Y)
+    coefs, intercepts = path.coefs(ALPHAS), path.intercepts(ALPHAS)
+    X_new = _data(7, p, t, seed=1)[0]
+    for i, alpha in enumerate(ALPHAS):
+        ref = Ridge(alpha=alpha).fit(X, Y)
+        np.testing.assert_allclose(coefs[i], ref.coef_.reshape(t, p), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(intercepts[i], np.reshape(ref.intercept_, t), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(path.predict(X_new, alpha), ref.predict(X_new).reshape(7, t), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("n,p,t,noise", [(120, 30, 1, 1.0), (60, 80, 2, 3.0), (200, 10, 1, 20.0)])
+def test_loo_errors_and_chosen_penalty_equal_ridgecv(n, p, t, noise):
+    X, Y = _data(n, p, t, noise=noise)
+    Y = Y[:, 0] if t == 1 else Y
+    path = RidgePath(X, Y)
+    ref = RidgeCV(alphas=ALPHAS, store_cv_results=True).fit(X, Y)  # efficient LOO, the default cv=None
+    ref_mse = ref.cv_results_.reshape(n, -1, len(ALPHAS)).mean(axis=(0, 1))
+    np.testing.assert_allclose(path.loo_mse(ALPHAS), ref_mse, rtol=1e-8)
+    assert path.best_alpha(ALPHAS) == ref.alpha_
+    # brute force for one penalty: refit without each sample
+    alpha = ALPHAS[7]
+    loo = [Ridge(alpha=alpha).fit(np.delete(X, i, 0), np.delete(Y, i, 0)).predict(X[i:i + 1]) for i in range(n)]
+    brute = np.mean((np.reshape(loo, np.shape(Y)) - Y) ** 2)
+    assert path.loo_mse([alpha])[0] == pytest.approx(brute, rel=1e-8)
+
+
+@pytest.mark.parametrize("scheme", ["kfold", "shuffle"])
+def test_cross_validation_equals_a_standardised_ridgecv_pipeline_on_the_same_folds(scheme):
+    X, Y = _data(150, 20, 1, noise=4.0)
+    splits = outer_splits(150, scheme, seed=3)
+    assert len(splits) == {"kfold": 5, "shuffle": 10}[scheme]
+    assert all(len(test) == {"kfold": 30, "shuffle": 15}[scheme] for _, test in splits)
+    r, alphas = (a[0] for a in cross_validated_r([X], Y, splits, ALPHAS))
+    for k, (train, test) in enumerate(splits):
+        ref = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(X[train], Y[train])
+        assert alphas[k] == ref[-1].alpha_
+        assert r[k, 0] == pytest.approx(pearson_columns(ref.predict(X[test]).reshape(-1, 1), Y[test])[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("noise_var", [0.25, 1.0, 4.0])
+def test_planted_signal_gives_the_expected_r(noise_var):
+    rng = np.random.default_rng(1)
+    n, p = 4000, 10
+    X = rng.standard_normal((n, p))
+    w = rng.standard_normal(p)
+    signal = X @ w / np.linalg.norm(w)  # variance 1
+    y = signal + np.sqrt(noise_var) * rng.standard_normal(n)
+    feats, neural = _arrays(X, y)
+    r = encode(feats, neural).mean().item()
+    # the true weights on the same folds, and in expectation: corr(signal + noise, signal)
+    oracle = np.mean([np.corrcoef(signal[test], y[test])[0, 1] for _, test in outer_splits(n)])
+    assert r == pytest.approx(oracle, abs=0.01)
+    assert r == pytest.approx(np.sqrt(1.0 / (1.0 + noise_var)), abs=0.03)
+    ceiled = encode(feats, neural, ceiled=True)
+    np.testing.assert_allclose(ceiled.mean().item(), r / 0.5)
+    assert ceiled.attrs["ceiled"] == 1
+
+
+def test_pure_noise_gives_r_near_zero():
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((2000, 50)), rng.standard_normal(2000)
+    feats, neural = _arrays(X, y)
+    for scheme in ("kfold", "shuffle"):
+        assert abs(encode(feats, neural, scheme=scheme).mean().item()) < 0.08
+
+
+def test_encode_per_layer_uses_the_same_folds_and_reports_the_spread():
+    X, Y = _data(100, 8, 2, noise=2.0)
+    feats, neural = _arrays(X, Y, layers=3)  # three identical layers must score identically
+    r = encode(feats, neural, seed=4)
+    assert r.dims == ("layer", "fold", "neuroid") and r.shape == (3, 5, 2)
+    np.testing.assert_array_equal(r.values[0], r.values[2])
+    assert r["alpha"].shape == (3, 5)
+    summary = fold_summary(r)
+    assert list(summary.columns) == ["layer", "r", "r_sd", "r_se"] and len(summary) == 3
+    per_fold = r.sel(layer=1).mean("neuroid").values
+    assert summary["r"][1] == pytest.approx(per_fold.mean())
+    assert summary["r_se"][1] == pytest.approx(per_fold.std(ddof=1) / np.sqrt(5))
+    pooled = encode(feats.isel(neuroid=slice(0, 8)), neural, by_layer=False, seed=4)
+    assert pooled.dims == ("fold", "neuroid")
+    np.testing.assert_allclose(pooled.values, r.values[0])
+
+
+def test_encode_refuses_mismatched_stimuli_and_missing_ceiling():
+    X, Y = _data(30, 4, 1)
+    feats, neural = _arrays(X, Y)
+    with pytest.raises(ValueError, match="same stimuli"):
+        encode(feats.isel(presentation=slice(None, None, -1)), neural)
+    with pytest.raises(ValueError, match="'layer' coordinate"):
+        encode(feats.drop_vars("layer"), neural)
+    with pytest.raises(ValueError, match="noise_ceiling"):
+        encode(feats, neural.assign_coords(noise_ceiling=("neuroid", [np.nan])), ceiled=True)
+    with pytest.raises(ValueError, match="scheme"):
+        encode(feats, neural, scheme="loo")
+
+
+def test_constant_predictions_score_zero():
+    X = np.ones((50, 3))
+    r, _ = cross_validated_r([X], np.random.default_rng(0).standard_normal(50), outer_splits(50), ALPHAS)
+    np.testing.assert_array_equal(r, 0.0)
+
+
+def test_encoding_rows_from_a_model():
+    torch.manual_seed(0)
+    model = GPT(get_preset("smoke").model).eval()
+    rng = np.random.default_rng(0)
+    sentences = [f"The {w} sat on the mat number {i}." for i, w in enumerate(["cat", "dog", "bird"] * 10)]
+    neural = sentence_dataset(pd.DataFrame({"sentence": sentences, "y": rng.standard_normal(30)}), responses=["y"])
+    rows = encoding_rows(model, neural)
+    assert {(row["layer"], row["metric"]) for row in rows} == {(l, m) for l in range(3) for m in ("r", "r_fold_se")}
+    assert all(row["n"] == 30 and np.isfinite(row["value"]) for row in rows)
+
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_brain.ipynb"
+
+
+@pytest.mark.slow
+def test_notebook_05_brain_runs_on_the_fake_study(fake_study, external_data_dir, tmp_path, monkeypatch):
+    study = StudyLayout(tmp_path / "study")
+    study.root.mkdir()
+    (study.root / "inner").symlink_to(fake_study.root / "inner")  # results.csv stays out of the shared fixture
+    monkeypatch.setenv("GENPRUNE_DATA_DIR", str(external_data_dir))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # smoke models: more threads only contend
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "05_brain.ipynb"), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
+        parameters={"run_root": str(study.root), "figures_dir": "figs", "device": "cpu", "n_sentences": 40,
+                    "progress": False})
+    df = study.results.load()
+    assert set(df["step"]) == {20} and len(df.groupby(["condition", "seed"])) == 6  # final checkpoints only
+    enc = df[df["task"] == "brain_encoding@sentences=40"]
+    assert len(enc) == 6 * 3 * 2 and set(enc["layer"]) == {0, 1, 2} and set(enc["metric"]) == {"r", "r_fold_se"}
+    loc = df[df["task"] == "brain_encoding_localized@sentences=40"]
+    assert len(loc) == 6 * 2 * 2 and set(loc["units"]) == {"top 1%", "top 10%"}
+    assert len(df) == len(enc) + len(loc) and df["value"].notna().all() and (df["n"] == 40).all()
+    for name in ("05_brain_encoding_layers.png", "05_brain_encoding_localized.png"):
+        assert (tmp_path / "figs" / name).read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,59 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from genprune_nb.alignment.neural import sentence_dataset, tuckute2024
+
+
+def test_tuckute_baseline_sentences(external_data_dir, monkeypatch):
+    monkeypatch.setenv("GENPRUNE_DATA_DIR", str(external_data_dir))
+    data = tuckute2024()
+    assert data.dims == ("presentation", "neuroid") and data.shape == (1000, 1)
+    assert np.isfinite(data.values).all()
+    assert data["stimulus_id"].to_index().is_unique
+    assert set(data["set"].values) == {"baseline"}
+    assert data["neuroid_id"].item() == "language_network"
+    assert data["noise_ceiling"].item() == pytest.approx(0.559, abs=5e-4)
+    assert data.mean().item() == pytest.approx(-0.013, abs=1e-3) and data.std().item() == pytest.approx(0.276, abs=1e-3)
+    both = tuckute2024(["drive", "suppress"])
+    assert both.shape == (1000, 1) and dict(pd.Series(both["set"].values).value_counts()) == {"drive": 500,
+                                                                                             "suppress": 500}
+    with pytest.raises(ValueError, match="unknown Tuckute 2024 set"):
+        tuckute2024(["B"])
+
+
+def test_tuckute_bad_files_are_refused_by_name(external_data_dir, tmp_path):
+    good = pd.read_csv(external_data_dir / "tuckute2024_devarda" / "tuckute_averaged.csv")
+    ceilings = external_data_dir / "tuckute2024_devarda" / "NC-allroi-data_lang_extract.csv"
+    bad = tmp_path / "responses.csv"
+    good.drop(columns="EffectSize").to_csv(bad, index=False)
+    with pytest.raises(ValueError, match=r"responses.csv: missing column\(s\) \['EffectSize'\]"):
+        tuckute2024(path=bad, ceiling_path=ceilings)
+    good.drop(columns="cond").to_csv(bad, index=False)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['cond'\]"):
+        tuckute2024(path=bad, ceiling_path=ceilings)
+    pd.concat([good, good.iloc[[3]]]).to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="1 duplicate sentence id.*'A bunny can be fluffy sometimes.'"):
+        tuckute2024(path=bad, ceiling_path=ceilings)
+    with pytest.raises(ValueError, match="no noise ceiling for roi 'lang_XX'"):
+        tuckute2024(path=ceilings.parent / "tuckute_averaged.csv", ceiling_path=ceilings, ceiling_roi="lang_XX")
+
+
+def test_generic_sentence_dataset():
+    table = pd.DataFrame({"id": [10, 11, 12], "text": ["a b.", "c d.", "e f."], "v1": [0.1, 0.2, 0.3],
+                          "v2": [1.0, 2.0, 3.0], "group": ["x", "y", "x"]})
+    data = sentence_dataset(table, responses=["v1", "v2"], sentence="text", stimulus_id="id", coords=["group"],
+                            noise_ceiling={"v2": 0.8}, source="toy")
+    assert data.shape == (3, 2) and list(data["stimulus_id"].values) == [10, 11, 12]
+    assert list(data["stimulus"].values) == ["a b.", "c d.", "e f."] and list(data["group"].values) == ["x", "y", "x"]
+    assert list(data["neuroid_id"].values) == ["v1", "v2"]
+    np.testing.assert_array_equal(data["noise_ceiling"].values, [np.nan, 0.8])
+    np.testing.assert_array_equal(data.values[:, 1], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"toy: missing column\(s\) \['v3'\]"):
+        sentence_dataset(table, responses=["v1", "v3"], sentence="text", source="toy")
+    with pytest.raises(ValueError, match="duplicate sentence id.*column 'id'.*\\[10\\]"):
+        sentence_dataset(table.assign(id=[10, 10, 12]), responses=["v1"], sentence="text", stimulus_id="id")
+    with pytest.raises(ValueError, match="non-finite responses, e.g. id 11"):
+        sentence_dataset(table.assign(v1=[0.1, np.nan, 0.3]), responses=["v1"], sentence="text", stimulus_id="id")
+    with pytest.raises(ValueError, match="no response columns"):
+        sentence_dataset(table, responses=[], sentence="text")
