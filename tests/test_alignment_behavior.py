@@ -11,8 +11,8 @@ import pytest
 
 from genprune_nb.alignment.behavior import (
     BRAINSCORE_CEILING, TASK, bootstrap_ci, ceiling, compare_fits, final_scores, log_frequency, normalize_word,
-    over_training, pearson_r, predictors, regress, reliability, score, surprisal_for, sweep_reading_times, task_name)
-from genprune_nb.alignment.behavior_plots import plot_over_training, plot_surprisal_vs_rt
+    metric_rows, pearson_r, predictors, regress, reliability, score, surprisal_for, sweep_reading_times, task_name)
+from genprune_nb.alignment.behavior_plots import plot_surprisal_vs_rt
 from genprune_nb.alignment.reading_times import from_table
 from genprune_nb.results import ResultsTable
 
@@ -120,24 +120,23 @@ def test_score_rows_and_brainscore():
     assert ceiling(rts) == pytest.approx(reliability(rts.values, np.full(288, 100.0), np.full(288, 50)))
 
 
-def test_over_training_mean_and_se_over_seeds():
+def test_metric_rows_and_final_scores_over_seeds():
     rows = [{"condition": c, "seed": seed, "step": step, "tokens": 10 * step, "task": TASK, "metric": "pearson_r",
              "value": v, "n": 1}
-            for c, seed, step, v in [("A", 0, 1, 0.1), ("A", 1, 1, 0.3), ("A", 0, 2, 0.4), ("A", 1, 2, 0.4),
-                                     ("B", 0, 1, 0.2)]]
-    summary = over_training(pd.DataFrame(rows))
-    a1 = summary[(summary["condition"] == "A") & (summary["step"] == 1)].iloc[0]
-    assert a1["mean"] == pytest.approx(0.2) and a1["se"] == pytest.approx(np.std([0.1, 0.3], ddof=1) / np.sqrt(2))
-    assert a1["tokens"] == 10 and a1["n_seeds"] == 2
-    ax = plot_over_training(summary)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["A", "B"]
+            for c, seed, step, v in [("RandomConnectome", 0, 1, 0.1), ("RandomConnectome", 1, 1, 0.3),
+                                     ("RandomConnectome", 0, 2, 0.4), ("RandomConnectome", 1, 3, 0.5),
+                                     ("Connectome", 0, 1, 0.2)]]
+    results = pd.DataFrame(rows + [{**rows[0], "task": "blimp"}])
+    assert len(metric_rows(results)) == 5
     with pytest.raises(ValueError, match="no rows"):
-        over_training(pd.DataFrame(rows), metric="brainscore")
+        metric_rows(results, metric="brainscore")
+    final = final_scores(results, ["pearson_r"])
+    assert list(final.index) == ["Connectome", "RandomConnectome"]  # the paper's order
+    assert final.loc["RandomConnectome", ("pearson_r", "mean")] == pytest.approx(0.45)  # steps 2 and 3
+    assert final.loc["RandomConnectome", ("pearson_r", "se")] == pytest.approx(np.std([0.4, 0.5], ddof=1) / np.sqrt(2))
+    assert final.loc["Connectome", ("pearson_r", "se")] == 0  # one seed
     assert task_name() == TASK and task_name([3, 1, 3]) == "reading_times@stories=1,3"
     assert task_name(max_words=50) == "reading_times@words=50"
-    final = final_scores(pd.DataFrame(rows), ["pearson_r"])
-    assert final.loc["A", ("pearson_r", "mean")] == pytest.approx(0.4) and final.loc["A", ("pearson_r", "se")] == 0
-    assert final.loc["B", ("pearson_r", "mean")] == pytest.approx(0.2) and np.isnan(final.loc["B", ("pearson_r", "se")])
 
 
 def test_sweep_scores_each_checkpoint_once(fake_study, tmp_path):

@@ -30,7 +30,9 @@ import xarray as xr
 from torch import nn
 
 from ..data.catalog import text_files
+from ..evals.report import condition_order
 from ..results import ModelRef, ResultsTable, sweep
+from ..stats import mean_se
 from .reading_times import story_words
 from .surprisal import word_surprisal
 
@@ -249,25 +251,22 @@ def sweep_reading_times(
     return sweep(refs, task, evaluate, table, device=device, progress=progress)
 
 
-def over_training(results: pd.DataFrame, metric: str = "pearson_r", task: str = TASK) -> pd.DataFrame:
-    """Mean and standard error over seeds of one metric at every (condition, step): the data of Figure 1C."""
+def metric_rows(results: pd.DataFrame, metric: str = "pearson_r", task: str = TASK) -> pd.DataFrame:
+    """The rows of one reading-time metric (every condition, seed and step), e.g. for Figure 1C."""
     df = results[(results["task"] == task) & (results["metric"] == metric)]
     if df.empty:
         raise ValueError(f"no rows for task {task!r} and metric {metric!r} in the results")
-    g = df.groupby(["condition", "step"], sort=False)["value"]
-    out = g.agg(mean="mean", sd="std", n_seeds="count").reset_index()
-    out["se"] = out["sd"] / np.sqrt(out["n_seeds"])
-    out["tokens"] = df.groupby(["condition", "step"], sort=False)["tokens"].first().to_numpy()
-    return out.drop(columns="sd").sort_values(["condition", "step"], kind="stable").reset_index(drop=True)
+    return df.reset_index(drop=True)
 
 
 def final_scores(results: pd.DataFrame, metrics: Sequence[str], task: str = TASK) -> pd.DataFrame:
-    """Each seed's last checkpoint, then mean and SE over seeds: one row per condition, two columns per metric."""
+    """Each seed's last checkpoint, then mean and SE over seeds: one row per condition, (metric, mean/se) columns."""
     df = results[(results["task"] == task) & results["metric"].isin(metrics)]
-    last = df.groupby(["condition", "seed"])["step"].transform("max")
-    g = df[df["step"] == last].groupby(["condition", "metric"], sort=False)["value"]
-    out = pd.DataFrame({"mean": g.mean(), "se": g.std() / np.sqrt(g.count())}).unstack("metric")
-    return out.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([metrics, ["mean", "se"]]))
+    last = df[df["step"] == df.groupby(["condition", "seed"])["step"].transform("max")]
+    wide = mean_se(last, ["condition", "metric"], "value").pivot(index="condition", columns="metric",
+                                                                 values=["mean", "se"])
+    wide = wide.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([metrics, ["mean", "se"]]))
+    return wide.loc[condition_order(wide.index)].rename_axis(index=None, columns=[None, None])
 
 
 def compare_fits(fits: Mapping[str, Regression]) -> pd.DataFrame:

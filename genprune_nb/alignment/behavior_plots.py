@@ -1,39 +1,14 @@
-"""Figures of the reading-time analysis: a score over training (the paper's Figure 1C) and surprisal vs reading time."""
+"""Surprisal against reading time, one panel per model (Figure 1C itself is ``plots.condition_curves``)."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import xarray as xr
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .behavior import pearson_r
-
-
-def plot_over_training(
-    summary: pd.DataFrame,
-    *,
-    ax: Axes | None = None,
-    ylabel: str = "Pearson r (surprisal vs reading time)",
-    order: Sequence[str] | None = None,
-) -> Axes:
-    """One line per condition, mean over seeds with a +/- SE band, against the training step.
-
-    ``summary`` is :func:`genprune_nb.alignment.behavior.over_training`'s output.
-    """
-    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
-    for condition in order or list(pd.unique(summary["condition"])):
-        d = summary[summary["condition"] == condition].sort_values("step")
-        se = d["se"].fillna(0.0)
-        line, = ax.plot(d["step"], d["mean"], marker="o", ms=3, label=condition)
-        ax.fill_between(d["step"], d["mean"] - se, d["mean"] + se, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    ax.legend(frameon=False)
-    return ax
 
 
 def plot_surprisal_vs_rt(surprisals: Mapping[str, xr.DataArray], rts: xr.DataArray, *, bins: int = 20) -> Figure:
