@@ -19,13 +19,17 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttest_ind
 from torch import nn
 
+from ..generations import CONDITIONS
+from ..plots import CONDITION_COLORS
+from ..stats import mean_se
 from .multiple_choice import Question, choose
 from .scorer import score
 from .tasks import base_task
 
-CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
 HEADLINE = {"hellaswag": "acc_norm", "hellaswag_lmeval": "acc_norm", "mmlu": "acc", "mmlu_lmeval_0shot": "acc",
             "mmlu_lmeval_5shot": "acc", "blimp": "acc", "val_loss": "loss"}
+CHANCE = {"hellaswag": 0.25, "hellaswag_lmeval": 0.25, "mmlu": 0.25, "mmlu_lmeval_0shot": 0.25,
+          "mmlu_lmeval_5shot": 0.25, "blimp": 0.5}
 BREAKDOWNS = ("subject", "paradigm", "phenomenon")
 
 
@@ -53,18 +57,15 @@ def final_scores(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
 
 
 def summarize(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
-    """Mean and standard error over seeds of the final scores, per condition and task."""
-    g = final_scores(results, tasks).groupby(["condition", "task", "metric"])
-    out = g["value"].agg(mean="mean", se="sem", seeds="count").reset_index()
-    out["step"] = g["step"].max().values
-    return out
+    """Mean, standard error and number of seeds (``n``) of the final scores, per condition and task."""
+    return mean_se(final_scores(results, tasks), ["condition", "task", "metric"], "value")
 
 
 def figure_table(results: pd.DataFrame, tasks: Sequence[str], digits: int = 4) -> pd.DataFrame:
     """The paper's Figure 1B-ii as a table: ``mean ± SE (seeds)`` per condition (rows) and task (columns)."""
     s = summarize(results, tasks)
     s["cell"] = [f"{m:.{digits}f} ± {se:.{digits}f} ({n})" if n > 1 else f"{m:.{digits}f} (1)"
-                 for m, se, n in zip(s["mean"], s["se"], s["seeds"])]
+                 for m, se, n in zip(s["mean"], s["se"], s["n"])]
     s["column"] = s["task"] + " " + s["metric"]
     wide = s.pivot(index="condition", columns="column", values="cell")
     columns = [f"{t} {HEADLINE[base_task(t)]}" for t in tasks if f"{t} {HEADLINE[base_task(t)]}" in wide.columns]
@@ -72,16 +73,21 @@ def figure_table(results: pd.DataFrame, tasks: Sequence[str], digits: int = 4) -
 
 
 def plot_curves(results: pd.DataFrame, tasks: Sequence[str]) -> plt.Figure:
-    """Headline score against training step, one panel per task, mean ± SE over seeds per condition."""
+    """Headline score against training step, one panel per task, mean ± SE over seeds per condition; chance dotted."""
     df = headline(results, tasks)
     if df.empty:
         raise ValueError(f"no headline results for tasks {list(tasks)}")
-    grid = sns.relplot(data=df, x="step", y="value", hue="condition", hue_order=condition_order(df["condition"]),
-                       col="task", col_order=[t for t in tasks if t in set(df["task"])], kind="line",
-                       errorbar="se", marker="o", height=3.2, aspect=1.1, facet_kws={"sharey": False})
+    order = condition_order(df["condition"])
+    spare = iter(sns.color_palette("tab10"))
+    palette = {c: CONDITION_COLORS[c] if c in CONDITION_COLORS else next(spare) for c in order}
+    grid = sns.relplot(data=df, x="step", y="value", hue="condition", hue_order=order, palette=palette, col="task",
+                       col_order=[t for t in tasks if t in set(df["task"])], kind="line", errorbar="se", marker="o",
+                       height=3.2, aspect=1.1, facet_kws={"sharey": False})
     for task, ax in grid.axes_dict.items():
         ax.set_ylabel(HEADLINE[base_task(task)])
         ax.set_title(task)
+        if base_task(task) in CHANCE:
+            ax.axhline(CHANCE[base_task(task)], color="grey", lw=0.8, ls=":")
     return grid.figure
 
 
