@@ -5,6 +5,7 @@
     genprune train --preset tiny [--resume]  one plain training run (under torchrun: data parallel)
     genprune outer --preset tiny             the outer loop: generations of training and pruning -> connectome
     genprune inner --preset tiny             the inner loop: every condition x seed on the small corpus
+    genprune eval --task hellaswag mmlu      score a study's kept checkpoints (or one --checkpoint)
     genprune reproduce --preset tiny         the main job: the numbered notebooks, in order, with papermill
 """
 from __future__ import annotations
@@ -95,6 +96,25 @@ def cmd_loop(args: argparse.Namespace) -> None:
         print(summary)
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .evals import evaluate_checkpoint, evaluate_study, task_label
+    from .results import ResultsTable
+
+    common = dict(limit=args.limit, device=args.device, batch_size=args.batch_size, progress=not args.no_progress)
+    if args.checkpoint:
+        df = pd.concat([evaluate_checkpoint(args.checkpoint, t, **common) for t in args.task], ignore_index=True)
+        if args.out:
+            ResultsTable(args.out).add(df)
+    else:
+        root = Path(args.run_root or Path("runs") / args.preset)
+        df = evaluate_study(root, args.task, conditions=args.conditions, final_only=args.final_only, **common)
+        df = df[df["task"].isin([task_label(t, args.limit) for t in args.task])]
+    breakdown = df.filter(["subject", "paradigm", "phenomenon"]).columns
+    print(df[df[breakdown].isna().all(axis=1)].drop(columns=breakdown).to_string(index=False))
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .pipeline import run_pipeline
 
@@ -134,6 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
         p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         p.set_defaults(func=cmd_loop)
+
+    p = sub.add_parser("eval", help="benchmarks (val loss, HellaSwag, MMLU, BLiMP) of checkpoints")
+    p.add_argument("--task", nargs="+", default=["hellaswag", "mmlu", "blimp"],
+                   help="hellaswag, hellaswag_lmeval, mmlu, mmlu_lmeval_0shot, mmlu_lmeval_5shot, blimp, val_loss")
+    p.add_argument("--checkpoint", help="one checkpoint (step_* folder, or a run folder: its latest)")
+    p.add_argument("--out", help="with --checkpoint: also add the rows to this results CSV")
+    p.add_argument("--preset", default="tiny", help="the study of runs/<preset> (without --checkpoint)")
+    p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
+    p.add_argument("--conditions", nargs="+", help="only these inner-loop conditions")
+    p.add_argument("--final-only", action="store_true", help="only the last checkpoint of every run")
+    p.add_argument("--limit", type=int, help="items per task, for quick runs (stored as task@limit)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("reproduce", help="the main job: run the numbered notebooks in order (resumable)")
     _add_preset_args(p)

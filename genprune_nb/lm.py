@@ -21,8 +21,10 @@ def next_token_logprobs(
     with autocast_context(ids.device, dtype):
         logits, _ = model(ids)
     B, T, V = logits.shape
-    nll = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1), reduction="none")
-    return -nll.view(B, T - 1)
+    # targets shifted left, the last position ignored: the logits are read as they are, without a copy
+    targets = F.pad(ids[:, 1:], (0, 1), value=-100)
+    nll = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), reduction="none", ignore_index=-100)
+    return -nll.view(B, T)[:, :-1]
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -63,3 +63,16 @@ def test_prepare_from_files(tmp_path, capsys):
 def test_bad_input_is_refused_with_a_clear_message(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_eval_one_checkpoint_and_a_study(fake_study, tmp_path, capsys):
+    ckpt = fake_study.inner_run("Connectome", 0)
+    out = tmp_path / "results.csv"
+    assert main(["eval", "--checkpoint", str(ckpt), "--task", "blimp", "--limit", "3", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert "blimp@3" in capsys.readouterr().out
+    assert "Connectome" in out.read_text()
+    assert main(["eval", "--run-root", str(fake_study.root), "--task", "hellaswag", "--limit", "2", "--final-only",
+                 "--conditions", "NoConnectome", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "hellaswag@2" in printed and "acc_norm" in printed and "RandomConnectome" not in printed
