@@ -190,6 +190,25 @@ class InnerConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """How much of each evaluation the notebooks run by default (0 / empty = everything).
+
+    CPU presets take a quick look; the paper-scale presets score everything. A notebook parameter that is not
+    None overrides the preset's value.
+    """
+
+    limit: int = 0  # benchmark items per task (notebook 03)
+    stories: tuple[int, ...] = ()  # Natural Stories ids (notebook 04)
+    max_words: int = 0  # first words of each story (notebook 04)
+    n_sentences: int = 0  # fMRI sentences (notebook 05)
+
+    def pick(self, name: str, value: Any = None) -> Any:
+        """``value`` if given, else this preset's budget for ``name``; None (everything) for 0 or empty."""
+        chosen = getattr(self, name) if value is None else value
+        return (list(chosen) if isinstance(chosen, tuple) else chosen) or None
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     description: str
@@ -199,6 +218,7 @@ class Preset:
     data: DataConfig = field(default_factory=DataConfig)
     outer: OuterConfig = field(default_factory=OuterConfig)
     inner: InnerConfig = field(default_factory=InnerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,7 +239,7 @@ def _from_dict(kind: type, values: dict[str, Any]):
 
 
 _SECTIONS = {"model": ModelConfig, "train": TrainConfig, "inner_train": TrainConfig, "data": DataConfig,
-             "outer": OuterConfig, "inner": InnerConfig}
+             "outer": OuterConfig, "inner": InnerConfig, "eval": EvalConfig}
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -234,6 +254,7 @@ PRESETS: dict[str, Preset] = {
                         decay_steps=6, val_every=5, val_tokens=2048, checkpoint_every=0, log_every=5, shuffle=True),
             outer=OuterConfig(generations=2),
             inner=InnerConfig(seeds=(0, 1), keep_every=5),
+            eval=EvalConfig(limit=4, stories=(1,), max_words=40, n_sentences=40),
         ),
         Preset(
             "tiny",
@@ -244,7 +265,8 @@ PRESETS: dict[str, Preset] = {
             TrainConfig(batch_size=8, micro_batch_size=8, seq_len=128, steps=60, lr=3e-3, warmup_steps=8,
                         decay_steps=40, val_every=10, val_tokens=16_384, checkpoint_every=0, log_every=10,
                         shuffle=True),
-            inner=InnerConfig(seeds=(0, 1), keep_every=10),
+            inner=InnerConfig(seeds=(0, 1), keep_every=20),
+            eval=EvalConfig(limit=50, stories=(1,), max_words=300, n_sentences=300),
         ),
         Preset(
             "small",

@@ -115,20 +115,24 @@ class GPT(nn.Module):
         With ``return_hidden=True`` a third element lists the residual stream after the embedding and after
         every block (``n_layer + 1`` tensors [B, T, C]; the last one precedes the final norm).
         """
-        T = idx.size(1)
-        if T > self.config.block_size:
-            raise ValueError(f"sequence length {T} exceeds the model's block_size {self.config.block_size}")
-        x = self.transformer.wte(idx)
-        hidden = [x] if return_hidden else None
-        for block in self.transformer.h:
-            x = block(x)
-            if hidden is not None:
-                hidden.append(x)
-        logits = self.lm_head(rms_norm(x, self.config.norm_eps)).float()
+        hidden = self.hidden_states(idx)
+        logits = self.lm_head(rms_norm(hidden[-1], self.config.norm_eps)).float()
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return (logits, loss, hidden) if return_hidden else (logits, loss)
+
+    def hidden_states(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream after the embedding and after every block (no final norm, no vocabulary head).
+
+        Keeping the list costs no memory in training: each block's output is saved for backward anyway.
+        """
+        if idx.size(1) > self.config.block_size:
+            raise ValueError(f"sequence length {idx.size(1)} exceeds the model's block_size {self.config.block_size}")
+        hidden = [self.transformer.wte(idx)]
+        for block in self.transformer.h:
+            hidden.append(block(hidden[-1]))
+        return hidden
 
     def num_params(self, count_embedding: bool = True) -> int:
         """Unique parameters; without the input embedding if ``count_embedding`` is False (tied heads stay)."""

@@ -77,3 +77,22 @@ def condition_curves(curves: pd.DataFrame, value: str, *, x: str = "step", ylabe
     ax.set(xlabel="iteration" if x == "step" else x, ylabel=ylabel or value, title=title)
     ax.legend(title=f"mean ± SE over {int(summary['n'].max())} seeds")
     return fig
+
+
+def condition_bars(df: pd.DataFrame, x: str, value: str = "value", *, ylabel: str | None = None,
+                   title: str = "") -> plt.Figure:
+    """Bars of ``value`` per ``x`` and condition, mean +/- SE over seeds (e.g. the paper's Figure 1D-ii)."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    order = [c for c in CONDITION_COLORS if c in set(df["condition"])]
+    order += sorted(set(df["condition"]) - set(order))
+    sns.barplot(df, x=x, y=value, hue="condition", hue_order=order, palette=CONDITION_COLORS, errorbar="se", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), title="mean ± SE over seeds")
+    ax.set(xlabel=x, ylabel=ylabel or value, title=title)
+    return fig
+
+
+def reference_line(fig: plt.Figure, y: float, label: str) -> None:
+    """A labelled horizontal line (a noise ceiling, chance, a paper's value) on the figure's first axes."""
+    ax = fig.axes[0]
+    ax.axhline(y, ls="--", color="grey", lw=1)
+    ax.annotate(label, (0, y), xycoords=("axes fraction", "data"), va="bottom", color="grey", fontsize=8)

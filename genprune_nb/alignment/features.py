@@ -22,17 +22,6 @@ from ..train import autocast_context
 POOLINGS = ("last", "mean")
 
 
-def hidden_states(model: nn.Module, idx: torch.Tensor) -> list[torch.Tensor]:
-    """The residual stream after the embedding and after every block, as ``model(idx, return_hidden=True)[2]``,
-    without the vocabulary head (which would dominate the cost of small models)."""
-    x = model.transformer.wte(idx)
-    hidden = [x]
-    for block in model.transformer.h:
-        x = block(x)
-        hidden.append(x)
-    return hidden
-
-
 def tokenize_sentences(sentences: Sequence[str], *, prefix_eot: bool = True, max_len: int | None = None
                        ) -> list[list[int]]:
     """Token ids of each sentence, optionally after ``<|endoftext|>``; refuses empty or too long sentences."""
@@ -85,7 +74,7 @@ def sentence_features(
         for b, ids in enumerate(batch):
             idx[b, :len(ids)] = torch.tensor(ids)
         with autocast_context(device, dtype):
-            hidden = hidden_states(model, idx.to(device))
+            hidden = model.hidden_states(idx.to(device))
         h = torch.stack([hidden[l] for l in layers], dim=1).float()  # [B, L, T, C]
         if pooling == "last":
             pooled = h[torch.arange(len(batch), device=device), :, lengths - 1]
