@@ -115,11 +115,25 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(df[df[breakdown].isna().all(axis=1)].drop(columns=breakdown).to_string(index=False))
 
 
+def _notebook_parameter(text: str) -> tuple[str, object]:
+    """NAME=VALUE with VALUE read as JSON where it parses (numbers, lists, null), else as a string."""
+    import json
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"--param {text!r}: expected NAME=VALUE, e.g. --param limit=200")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .pipeline import run_pipeline
 
     executed = run_pipeline(args.preset, overrides=args.set, run_root=args.run_root, figures_dir=args.figures_dir,
-                            only=args.only, device=args.device, progress=not args.no_progress)
+                            only=args.only, parameters=dict(_notebook_parameter(p) for p in args.param),
+                            device=args.device, progress=not args.no_progress)
     print("executed " + ", ".join(str(p) for p in executed))
 
 
@@ -175,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
     p.add_argument("--figures-dir", help="where figures go (default: figures/<preset>)")
     p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, e.g. --only 00 01")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a notebook parameter, e.g. --param limit=200 --param stories=[1,2] (repeatable)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_reproduce)
     return parser

@@ -76,3 +76,13 @@ def test_eval_one_checkpoint_and_a_study(fake_study, tmp_path, capsys):
                  "--conditions", "NoConnectome", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "hellaswag@2" in printed and "acc_norm" in printed and "RandomConnectome" not in printed
+
+
+def test_notebook_parameters_are_read_as_json_where_they_parse():
+    from genprune_nb.cli import _notebook_parameter
+
+    assert _notebook_parameter("limit=200") == ("limit", 200)
+    assert _notebook_parameter("stories=[1, 2]") == ("stories", [1, 2])
+    assert _notebook_parameter("device=cuda") == ("device", "cuda")
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        _notebook_parameter("limit")
