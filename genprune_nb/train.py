@@ -145,6 +145,9 @@ def train(
             f"({cfg.micro_batch_size} x {cfg.seq_len} x {ctx.world_size} ranks)"
         )
 
+    if ctx.device.type == "cuda":  # TF32 for the fp32 matmuls that autocast leaves (the optimizer, norms)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
     model = GPT(preset.model, seed=cfg.seed)
     if init_state is not None:
