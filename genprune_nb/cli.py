@@ -1,7 +1,7 @@
 """``genprune``: the command line.
 
     genprune presets                         list the presets
-    genprune prepare --preset tiny           tokenize the preset's corpus into val / S / L token shards
+    genprune prepare --preset tiny           the preset's val / S / L token shards (tokenized, or downloaded)
     genprune train --preset tiny [--resume]  one plain training run (under torchrun: data parallel)
     genprune outer --preset tiny             the outer loop: generations of training and pruning -> connectome
     genprune inner --preset tiny             the inner loop: every condition x seed on the small corpus
@@ -48,8 +48,13 @@ def cmd_prepare(args: argparse.Namespace) -> None:
                                 small_documents=preset.data.small_documents, overwrite=args.overwrite,
                                 progress=not args.no_progress)
     else:
-        from .data.prepare import prepare_corpora
+        from .data import catalog
+        from .data.prepare import fetch_corpora, prepare_corpora
 
+        if not catalog.get(preset.data.corpus).documents:  # a corpus of token shards (FineWeb): download them
+            fetched = fetch_corpora(preset, progress=not args.no_progress)
+            print(f"{len(fetched)} shards of {preset.data.corpus} in {preset.data.tokens_dir}")
+            return
         summary = prepare_corpora(preset, overwrite=args.overwrite, progress=not args.no_progress)
     t = summary["tokens"]
     print(f"wrote {t['train']:,} large-corpus (L), {t['small']:,} small-corpus (S) and {t['val']:,} val tokens "
