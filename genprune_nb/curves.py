@@ -5,7 +5,7 @@ import json
 
 import pandas as pd
 
-from .layout import StudyLayout
+from .layout import StudyLayout, inner_run_identity
 from .runlog import RunLog
 
 
@@ -53,10 +53,9 @@ def inner_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
     """Inner-loop curves: columns condition, seed, step, tokens, ``metric``."""
     frames = []
     inner = study.root / "inner"
-    for cond_dir in sorted(p for p in inner.iterdir() if p.is_dir()) if inner.is_dir() else []:
-        for seed_dir in sorted(cond_dir.glob("seed_*")):
-            curve = run_curve(seed_dir, metric)
-            frames.append(curve.assign(condition=cond_dir.name, seed=int(seed_dir.name.split("_")[1])))
+    for run_dir in sorted(inner.glob("*/seed_*")) if inner.is_dir() else []:
+        if identity := inner_run_identity(run_dir):
+            frames.append(run_curve(run_dir, metric).assign(condition=identity[0], seed=identity[1]))
     columns = ["condition", "seed", "step", "tokens", metric]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 

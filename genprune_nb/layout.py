@@ -21,6 +21,12 @@ from .results import ModelRef, ResultsTable
 _SEED = re.compile(r"^seed_(\d+)$")
 
 
+def inner_run_identity(run_dir: Path) -> tuple[str, int] | None:
+    """(condition, seed) of an inner-loop run directory ``.../<condition>/seed_<k>``; None for other runs."""
+    match = _SEED.match(Path(run_dir).name)
+    return (Path(run_dir).parent.name, int(match.group(1))) if match else None
+
+
 @dataclass(frozen=True)
 class StudyLayout:
     root: Path
@@ -58,12 +64,11 @@ class StudyLayout:
         for cond_dir in sorted(p for p in inner.iterdir() if p.is_dir()):
             if conditions is not None and cond_dir.name not in conditions:
                 continue
-            for seed_dir in sorted((p for p in cond_dir.iterdir() if _SEED.match(p.name)),
-                                   key=lambda p: int(_SEED.match(p.name).group(1))):
+            runs = sorted((inner_run_identity(p)[1], p) for p in cond_dir.iterdir() if inner_run_identity(p))
+            for seed, seed_dir in runs:
                 ckpts = list_checkpoints(seed_dir)
                 if final_only:
                     ckpts = ckpts[-1:]
-                seed = int(_SEED.match(seed_dir.name).group(1))
                 for c in ckpts:
                     refs.append(ModelRef(cond_dir.name, seed, c.step, c.state().get("tokens", 0), c.path))
         return refs

@@ -13,6 +13,12 @@ CONDITION_COLORS = {"Connectome": "#1b9e77", "RandomConnectome": "#d95f02", "NoC
 PAPER_ENTROPY_BITS = 1.06  # the paper's appendix: bits per weight of its 124M connectome
 
 
+def condition_order(conditions) -> list[str]:
+    """The paper's three conditions first (in its order), any others after, alphabetically."""
+    present = set(conditions)
+    return [c for c in CONDITION_COLORS if c in present] + sorted(present - set(CONDITION_COLORS))
+
+
 def save(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
     """Write ``fig`` as ``figures_dir/name.png`` (150 dpi) and return the path."""
     path = Path(figures_dir) / f"{name}.png"
@@ -68,8 +74,7 @@ def condition_curves(curves: pd.DataFrame, value: str, *, x: str = "step", ylabe
     """``value`` vs ``x`` per condition, mean +/- SE over seeds (the paper's Figure 1B-i for val loss)."""
     summary = mean_se(curves, ["condition", x], value)
     fig, ax = plt.subplots(figsize=(6, 4))
-    known = [c for c in CONDITION_COLORS if c in set(summary["condition"])]
-    for condition in known + sorted(set(summary["condition"]) - set(known)):
+    for condition in condition_order(summary["condition"]):
         part = summary[summary["condition"] == condition]
         color = CONDITION_COLORS.get(condition)
         ax.plot(part[x], part["mean"], label=condition, color=color)
@@ -83,9 +88,7 @@ def condition_bars(df: pd.DataFrame, x: str, value: str = "value", *, ylabel: st
                    title: str = "") -> plt.Figure:
     """Bars of ``value`` per ``x`` and condition, mean +/- SE over seeds (e.g. the paper's Figure 1D-ii)."""
     fig, ax = plt.subplots(figsize=(5, 4))
-    order = [c for c in CONDITION_COLORS if c in set(df["condition"])]
-    order += sorted(set(df["condition"]) - set(order))
-    sns.barplot(df, x=x, y=value, hue="condition", hue_order=order, palette=CONDITION_COLORS, errorbar="se", ax=ax)
+    sns.barplot(df, x=x, y=value, hue="condition", hue_order=condition_order(df["condition"]), palette=CONDITION_COLORS, errorbar="se", ax=ax)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), title="mean ± SE over seeds")
     ax.set(xlabel=x, ylabel=ylabel or value, title=title)
     return fig

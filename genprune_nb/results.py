@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -69,12 +69,22 @@ class ResultsTable:
             raise ValueError(f"results rows lack columns {missing}")
         df = pd.concat([self.load(), new], ignore_index=True) if self.path.exists() else new
         keys = [c for c in df.columns if c not in ("value", "n")]
-        df = df.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
-        extra = [c for c in df.columns if c not in COLUMNS]
-        df = df[COLUMNS[:5] + extra + COLUMNS[5:]]
+        df = order_columns(df.drop_duplicates(subset=keys, keep="last").reset_index(drop=True))
         with atomic.atomic_path(self.path) as tmp:
             df.to_csv(tmp, index=False)
         return df
+
+
+def order_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """The table's column order: ids and task, then extra keys (subject, layer, ...), then metric, value, n."""
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return df[COLUMNS[:5] + extra + COLUMNS[5:]]
+
+
+def final_rows(df: pd.DataFrame, by: Sequence[str] = ("condition", "seed")) -> pd.DataFrame:
+    """The rows at the last step of each ``by`` group (each seed's final checkpoint)."""
+    last = df.groupby(list(by))["step"].transform("max")
+    return df[df["step"] == last].reset_index(drop=True)
 
 
 def sweep(

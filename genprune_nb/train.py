@@ -74,6 +74,21 @@ def validation_loss(
     return ctx.all_reduce_mean(total / n_batches).item()
 
 
+def validation_batches(tokens: int, loader: TokenLoader, required: bool = True) -> int:
+    """Whole validation batches (of the loader's world step) in ``tokens``, all within the val shards.
+
+    Refuses more batches than the shards hold (they would repeat tokens) and, if ``required``, fewer than one.
+    """
+    n = tokens // loader.step_tokens
+    if required and n == 0:
+        raise ValueError(f"{tokens} val tokens are less than one validation batch of {loader.step_tokens} tokens "
+                         f"({loader.batch_size} x {loader.seq_len} x {loader.world_size} ranks)")
+    if n > loader.steps_per_epoch():
+        raise ValueError(f"{tokens} val tokens need {n} batches of {loader.step_tokens} tokens, but the val shards "
+                         f"{[str(f) for f in loader.files]} hold only {loader.steps_per_epoch()}")
+    return n
+
+
 def train_step(
     net: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -138,12 +153,6 @@ def train(
     train_files = list(train_files) if train_files is not None else shard_files(preset, "large")
     val_files = list(val_files) if val_files is not None else shard_files(preset, "val")
     accum = cfg.grad_accum_steps(ctx.world_size)
-    val_batches = cfg.val_tokens // (cfg.micro_batch_size * cfg.seq_len * ctx.world_size)
-    if cfg.val_every and val_batches == 0:
-        raise ValueError(
-            f"train.val_tokens={cfg.val_tokens} is less than one validation batch "
-            f"({cfg.micro_batch_size} x {cfg.seq_len} x {ctx.world_size} ranks)"
-        )
 
     if ctx.device.type == "cuda":  # TF32 for the fp32 matmuls that autocast leaves (the optimizer, norms)
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -158,11 +167,7 @@ def train(
     train_loader = TokenLoader(train_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size,
                                shuffle_seed=cfg.seed if cfg.shuffle else None)
     val_loader = TokenLoader(val_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size)
-    if val_batches > val_loader.steps_per_epoch():
-        raise ValueError(
-            f"train.val_tokens={cfg.val_tokens} needs {val_batches} validation batches but the val shards "
-            f"{[str(f) for f in val_files]} hold only {val_loader.steps_per_epoch()}"
-        )
+    val_batches = validation_batches(cfg.val_tokens, val_loader, required=bool(cfg.val_every))
     log = RunLog(run_dir / "metrics.jsonl", enabled=ctx.is_main)
 
     start, val_loss_at_start = 0, None

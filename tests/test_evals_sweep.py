@@ -36,8 +36,8 @@ def test_val_loss_by_hand(tmp_path):
 def test_evaluate_checkpoint_reads_ids_from_the_study_path(fake_study):
     run = fake_study.inner_run("RandomConnectome", 1)
     df = evaluate_checkpoint(run, "blimp", limit=3, device="cpu", progress=False)  # a run dir: its latest
-    assert list(df.columns[:6]) == COLUMNS[:6] and list(df.columns[-2:]) == ["value", "n"]
-    assert set(df.columns[6:-2]) == {"paradigm", "phenomenon"}
+    assert list(df.columns[:5]) == COLUMNS[:5] and list(df.columns[-3:]) == ["metric", "value", "n"]
+    assert set(df.columns[5:-3]) == {"paradigm", "phenomenon"}  # the results table's own column order
     overall = df[df["paradigm"].isna() & df["phenomenon"].isna()].iloc[0]
     assert (overall["condition"], overall["seed"], overall["step"], overall["task"]) == \
            ("RandomConnectome", 1, 20, "blimp@3")

@@ -30,8 +30,8 @@ import xarray as xr
 from torch import nn
 
 from ..data.catalog import text_files
-from ..evals.report import condition_order
-from ..results import ModelRef, ResultsTable, sweep
+from ..plots import condition_order
+from ..results import ModelRef, ResultsTable, final_rows, sweep
 from ..stats import mean_se
 from .reading_times import story_words
 from .surprisal import word_surprisal
@@ -262,8 +262,7 @@ def metric_rows(results: pd.DataFrame, metric: str = "pearson_r", task: str = TA
 def final_scores(results: pd.DataFrame, metrics: Sequence[str], task: str = TASK) -> pd.DataFrame:
     """Each seed's last checkpoint, then mean and SE over seeds: one row per condition, (metric, mean/se) columns."""
     df = results[(results["task"] == task) & results["metric"].isin(metrics)]
-    last = df[df["step"] == df.groupby(["condition", "seed"])["step"].transform("max")]
-    wide = mean_se(last, ["condition", "metric"], "value").pivot(index="condition", columns="metric",
+    wide = mean_se(final_rows(df), ["condition", "metric"], "value").pivot(index="condition", columns="metric",
                                                                  values=["mean", "se"])
     wide = wide.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([metrics, ["mean", "se"]]))
     return wide.loc[condition_order(wide.index)].rename_axis(index=None, columns=[None, None])

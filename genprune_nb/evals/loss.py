@@ -10,7 +10,7 @@ from ..config import Preset
 from ..data.loader import TokenLoader
 from ..launch import DistContext
 from ..lm import model_device
-from ..train import shard_files, validation_loss
+from ..train import shard_files, validation_batches, validation_loss
 
 
 def val_loss(
@@ -26,16 +26,10 @@ def val_loss(
 
     ``tokens`` is rounded down to whole batches of ``batch_size`` x ``seq_len``; ``n`` is the number actually used.
     """
-    per_batch = batch_size * seq_len
-    n_batches = tokens // per_batch
-    if n_batches == 0:
-        raise ValueError(f"{tokens} val tokens are less than one batch of {batch_size} x {seq_len}")
     loader = TokenLoader(files, batch_size, seq_len)
-    if n_batches > loader.steps_per_epoch():
-        raise ValueError(f"{tokens} val tokens need {n_batches} batches of {batch_size} x {seq_len}, but "
-                         f"{[str(f) for f in files]} hold only {loader.steps_per_epoch()}")
+    n_batches = validation_batches(tokens, loader)
     value = validation_loss(model, loader, n_batches, DistContext(device=model_device(model)), dtype)
-    return {"metric": "loss", "value": value, "n": n_batches * per_batch}
+    return {"metric": "loss", "value": value, "n": n_batches * loader.step_tokens}
 
 
 def preset_val_loss(

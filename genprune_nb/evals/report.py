@@ -19,8 +19,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttest_ind
 from torch import nn
 
-from ..generations import CONDITIONS
-from ..plots import CONDITION_COLORS
+from ..plots import CONDITION_COLORS, condition_order
+from ..results import final_rows
 from ..stats import mean_se
 from .multiple_choice import Question, choose
 from .scorer import score
@@ -31,12 +31,6 @@ HEADLINE = {"hellaswag": "acc_norm", "hellaswag_lmeval": "acc_norm", "mmlu": "ac
 CHANCE = {"hellaswag": 0.25, "hellaswag_lmeval": 0.25, "mmlu": 0.25, "mmlu_lmeval_0shot": 0.25,
           "mmlu_lmeval_5shot": 0.25, "blimp": 0.5}
 BREAKDOWNS = ("subject", "paradigm", "phenomenon")
-
-
-def condition_order(conditions: Sequence[str]) -> list[str]:
-    """The paper's three conditions first (in its order), any others after, alphabetically."""
-    present = set(conditions)
-    return [c for c in CONDITIONS if c in present] + sorted(present - set(CONDITIONS))
 
 
 def headline(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
@@ -51,9 +45,7 @@ def headline(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
 
 def final_scores(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     """One headline score per (condition, seed, task): at that seed's last evaluated step."""
-    df = headline(results, tasks)
-    last = df.groupby(["condition", "seed", "task"])["step"].transform("max")
-    return df[df["step"] == last].reset_index(drop=True)
+    return final_rows(headline(results, tasks), ["condition", "seed", "task"])
 
 
 def summarize(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
@@ -138,7 +130,7 @@ def breakdown(results: pd.DataFrame, task: str, key: str) -> pd.DataFrame:
     for finer in BREAKDOWNS[: BREAKDOWNS.index(key)]:
         if finer in df.columns:
             df = df[df[finer].isna()]
-    df = df[df["step"] == df.groupby(["condition", "seed"])["step"].transform("max")]
+    df = final_rows(df)
     wide = df.groupby([key, "condition"])["value"].mean().unstack("condition")
     return wide[condition_order(wide.columns)].rename_axis(columns=None)
 

@@ -1,7 +1,6 @@
 """Benchmarks over checkpoints: one checkpoint (the CLI), or every kept checkpoint of a study into its results table."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,13 +9,10 @@ import torch
 
 from ..checkpoint import Checkpoint, latest_checkpoint
 from ..launch import default_device
-from ..layout import StudyLayout
-from ..results import COLUMNS, sweep
+from ..layout import StudyLayout, inner_run_identity
+from ..results import order_columns, sweep
 from .scorer import BATCH_SIZE
 from .tasks import DEFAULT_TASKS, Settings, prepare, run_task, task_label
-
-_SEED = re.compile(r"^seed_(\d+)$")
-
 
 def resolve_checkpoint(path: str | Path) -> Checkpoint:
     """A checkpoint directory as it is, or a run directory's latest checkpoint."""
@@ -36,18 +32,8 @@ def checkpoint_ids(ckpt: Checkpoint) -> dict[str, Any]:
     elsewhere the condition is the run directory's name and the seed the preset's ``train.seed``.
     """
     run_dir = ckpt.path.parent.parent
-    match = _SEED.match(run_dir.name)
-    if match:
-        condition, seed = run_dir.parent.name, int(match.group(1))
-    else:
-        condition, seed = run_dir.name, ckpt.preset().train.seed
+    condition, seed = inner_run_identity(run_dir) or (run_dir.name, ckpt.preset().train.seed)
     return {"condition": condition, "seed": seed, "step": ckpt.step, "tokens": ckpt.state().get("tokens", 0)}
-
-
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    extra = [c for c in df.columns if c not in COLUMNS]
-    return df[COLUMNS[:6] + extra + COLUMNS[6:]]
 
 
 def evaluate_checkpoint(
@@ -64,7 +50,7 @@ def evaluate_checkpoint(
     model = ckpt.load_model(device or default_device()).eval()
     rows = run_task(task, model, limit=limit, batch_size=batch_size, progress=progress, preset=ckpt.preset())
     ids = {**checkpoint_ids(ckpt), "task": task_label(task, limit)}
-    return _frame([{**ids, **row} for row in rows])
+    return order_columns(pd.DataFrame([{**ids, **row} for row in rows]))
 
 
 def evaluate_study(
