@@ -75,3 +75,21 @@ def tensor_layer(name: str) -> int:
     if "h" in parts:
         return int(parts[parts.index("h") + 1])
     return -1 if "wte" in name else 10_000
+
+
+VAL_LOSS_TASK = "val_loss_curve"  # the results-table task of the inner loop's logged val losses (metric "loss")
+
+
+def val_loss_rows(study: StudyLayout, n: int | None = None) -> pd.DataFrame:
+    """The inner loop's logged val losses as tidy results rows: one per (condition, seed, logged step).
+
+    Task :data:`VAL_LOSS_TASK`, metric ``loss``, with ``step`` and ``tokens``; ``n`` is the number of val tokens
+    behind each loss (e.g. the preset's ``inner_train.val_tokens``; NaN when not given). Ready for
+    ``ResultsTable.add``; a step logged twice (a resumed run) keeps its last value.
+    """
+    curves = inner_curves(study, "val_loss").drop_duplicates(["condition", "seed", "step"], keep="last")
+    return pd.DataFrame({
+        "condition": curves["condition"].astype(str), "seed": curves["seed"].astype(int),
+        "step": curves["step"].astype(int), "tokens": curves["tokens"].astype(int), "task": VAL_LOSS_TASK,
+        "metric": "loss", "value": curves["val_loss"].astype(float), "n": float("nan") if n is None else n,
+    }).reset_index(drop=True)
