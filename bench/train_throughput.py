@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
 
-    preset = override(get_preset(args.preset), args.set + ([f"train.compile=true"] if args.compile else []))
+    preset = override(get_preset(args.preset), args.set + (["train.compile=true"] if args.compile else []))
     device = torch.device(args.device) if args.device else default_device()
     ctx = DistContext(device=device)
     if device.type == "cuda":

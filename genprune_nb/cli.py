@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .config import PRESETS, ConfigError, Preset, dumps, get_preset, override
+from .pruning import CRITERIA
 
 
 def _preset(args: argparse.Namespace) -> Preset:
@@ -84,16 +85,20 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_loop(args: argparse.Namespace) -> None:
     from .generations import run_inner_loop, run_outer_loop
     from .launch import init_distributed, shutdown_distributed
+    from .layout import StudyLayout
 
     preset = _preset(args)
     study = args.run_root or Path("runs") / preset.name
     ctx = init_distributed(args.device)
     try:
         if args.command == "outer":
-            connectome = run_outer_loop(preset, study, ctx=ctx, progress=not args.no_progress)
-            summary = f"connectome of density {connectome.density():.4f} in {study}/outer/connectome.gpc"
+            connectome = run_outer_loop(preset, study, criterion=args.criterion, ctx=ctx,
+                                        progress=not args.no_progress)
+            path = StudyLayout(study).final_connectome(connectome.meta["criterion"])
+            summary = f"connectome of density {connectome.density():.4f} in {path}"
         else:
-            refs = run_inner_loop(preset, study, ctx=ctx, progress=not args.no_progress)
+            refs = run_inner_loop(preset, study, conditions=tuple(args.conditions) if args.conditions else None,
+                                  ctx=ctx, progress=not args.no_progress)
             summary = f"{len(refs)} kept inner-loop checkpoints in {study}/inner"
     finally:
         shutdown_distributed()
@@ -172,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_preset_args(p)
         p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
         p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        if name == "outer":
+            p.add_argument("--criterion", choices=CRITERIA,
+                           help="pruning criterion (default: the preset's outer.criterion, magnitude)")
+        else:
+            p.add_argument("--conditions", nargs="+", help="default: the preset's inner.conditions; a criterion "
+                           "in brackets picks another outer loop's connectome, e.g. 'Connectome[attribution]'")
         p.set_defaults(func=cmd_loop)
 
     p = sub.add_parser("eval", help="benchmarks (val loss, HellaSwag, MMLU, BLiMP) of checkpoints")

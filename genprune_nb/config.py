@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .pruning import CRITERIA
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and the value."""
@@ -155,7 +157,9 @@ class OuterConfig:
 
     generations: int = 6
     prune_fraction: float = 0.2  # of each tensor's surviving weights, per generation
-    criterion: str = "magnitude"  # a name in genprune_nb.pruning.CRITERIA
+    criterion: str = "magnitude"  # magnitude (paper), random, attribution or structured (genprune_nb.pruning)
+    attribution_batches: int = 8  # micro-batches of L over which attribution / structured sum |w * dL/dw|
+    group_sparsity: float = 0.0  # structured only: lambda of the group lasso on MLP units while training
     scope: str = "layer"  # "layer": per tensor (paper); "global": one threshold over all tensors
     prune_embeddings: bool = True  # also prune wte and lm_head (the authors' exemption is commented out)
     reinit: str = "constant"  # "constant": +-reinit_constant; "init_std": +- each tensor's init std (Zhou 2019)
@@ -167,6 +171,12 @@ class OuterConfig:
             raise ConfigError(f"outer.generations must be >= 1, got {self.generations}")
         if not 0.0 < self.prune_fraction < 1.0:
             raise ConfigError(f"outer.prune_fraction must lie in (0, 1), got {self.prune_fraction}")
+        if self.criterion not in CRITERIA:
+            raise ConfigError(f"outer.criterion must be one of {CRITERIA}, got {self.criterion!r}")
+        if self.attribution_batches < 1:
+            raise ConfigError(f"outer.attribution_batches must be >= 1, got {self.attribution_batches}")
+        if self.group_sparsity < 0:
+            raise ConfigError(f"outer.group_sparsity must be >= 0, got {self.group_sparsity}")
         for name, allowed in (("scope", ("layer", "global")), ("reinit", ("constant", "init_std")),
                               ("sign_source", ("trained", "init"))):
             if getattr(self, name) not in allowed:

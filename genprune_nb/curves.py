@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+from typing import Sequence
 
 import pandas as pd
 
-from .layout import StudyLayout, inner_run_identity
+from .layout import PAPER_CRITERION, StudyLayout, inner_run_identity
 from .runlog import RunLog
 
 
@@ -16,36 +17,38 @@ def run_curve(run_dir, metric: str = "val_loss") -> pd.DataFrame:
                          metric: [r[metric] for r in rows]})
 
 
-def outer_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
-    """One curve per generation: columns generation, step, tokens, ``metric``."""
+def outer_curves(study: StudyLayout, metric: str = "val_loss", criterion: str = PAPER_CRITERION) -> pd.DataFrame:
+    """One curve per generation of one criterion's outer loop: columns generation, step, tokens, ``metric``."""
     frames = []
     g = 0
-    while study.generation(g).is_dir():
-        frames.append(run_curve(study.generation(g), metric).assign(generation=g))
+    while study.generation(g, criterion).is_dir():
+        frames.append(run_curve(study.generation(g, criterion), metric).assign(generation=g))
         g += 1
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["generation", "step", metric])
 
 
-def generation_summaries(study: StudyLayout) -> pd.DataFrame:
+def generation_summaries(study: StudyLayout, criterion: str = PAPER_CRITERION) -> pd.DataFrame:
     """One row per finished generation: val loss, density, entropy and achieved bits per weight, file size."""
     rows = []
     g = 0
-    while (path := study.generation(g) / "generation.json").exists():
+    while (path := study.generation(g, criterion) / "generation.json").exists():
         summary = json.loads(path.read_text())
         rows.append({k: v for k, v in summary.items() if k != "densities"})
         g += 1
     return pd.DataFrame(rows)
 
 
-def tensor_densities(study: StudyLayout) -> pd.DataFrame:
-    """Per-tensor density after every generation: columns generation, tensor, kind, layer, density."""
+def tensor_densities(study: StudyLayout, criteria: Sequence[str] = (PAPER_CRITERION,)) -> pd.DataFrame:
+    """Per-tensor density after every generation of each criterion's outer loop: columns criterion, generation,
+    tensor, kind, layer, density."""
     rows = []
-    g = 0
-    while (path := study.generation(g) / "generation.json").exists():
-        for name, density in json.loads(path.read_text())["densities"].items():
-            rows.append({"generation": g, "tensor": name, "kind": tensor_kind(name), "layer": tensor_layer(name),
-                         "density": density})
-        g += 1
+    for criterion in criteria:
+        g = 0
+        while (path := study.generation(g, criterion) / "generation.json").exists():
+            for name, density in json.loads(path.read_text())["densities"].items():
+                rows.append({"criterion": criterion, "generation": g, "tensor": name, "kind": tensor_kind(name),
+                             "layer": tensor_layer(name), "density": density})
+            g += 1
     return pd.DataFrame(rows)
 
 

@@ -14,11 +14,10 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from .config import Preset
 from .evals.tasks import base_task
-from .plots import CONDITION_COLORS, condition_order
+from .plots import condition_palette
 from .results import COLUMNS as RESULT_COLUMNS
 from .stats import mean_se
 
@@ -216,12 +215,6 @@ def metric_vs_tokens(results: pd.DataFrame, task: str, metric: str, **keys: Any)
 
 # --- figures ----------------------------------------------------------------------------------------------------
 
-def _palette(conditions: Iterable[str]) -> dict[str, Any]:
-    order = condition_order(conditions)
-    spare = iter(sns.color_palette("tab10"))
-    return {c: CONDITION_COLORS[c] if c in CONDITION_COLORS else next(spare) for c in order}
-
-
 def _tokens_label(m: float) -> str:
     for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if m >= scale:
@@ -244,7 +237,7 @@ def plot_data_efficiency(curves: pd.DataFrame, value: str = "val_loss", *, miles
         milestones = scaled_milestones(int(df["tokens"].max()))
     summary = mean_se(df, ["condition", "tokens"], value)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for condition, color in _palette(summary["condition"]).items():
+    for condition, color in condition_palette(summary["condition"]).items():
         part = summary[summary["condition"] == condition]
         ax.plot(part["tokens"], part["mean"], label=condition, color=color)
         ax.fill_between(part["tokens"], part["mean"] - part["se"], part["mean"] + part["se"], color=color, alpha=0.25)
@@ -269,7 +262,7 @@ def plot_multiplier(summary: pd.DataFrame, *, title: str = "Effective data multi
     baselines = sorted(set(df["baseline"])) if "baseline" in df.columns else ["the baseline"]
     never = f"{' / '.join(baselines)} never reached that loss"
     fig, ax = plt.subplots(figsize=(6, 4))
-    for condition, color in _palette(df["condition"]).items():
+    for condition, color in condition_palette(df["condition"]).items():
         part = df[df["condition"] == condition].sort_values("milestone")
         exact, bound = part[~part["lower_bound"]], part[part["lower_bound"]]
         ax.plot(part["milestone"], part["mean"], color=color, lw=1, alpha=0.6)

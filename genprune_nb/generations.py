@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Mapping
@@ -21,43 +22,60 @@ from tqdm.auto import tqdm
 
 from . import atomic
 from .checkpoint import latest_checkpoint
-from .config import Preset
+from .config import Preset, override
 from .connectome import Connectome, file_bits_per_weight, reinit_scales
 from .launch import DistContext, init_distributed
+from .data.loader import TokenLoader
 from .model import GPT
-from .pruning import get_criterion, prunable_names, prune
+from .layout import PAPER_CRITERION, StudyLayout
+from .pruning import CRITERIA, NEEDS_ATTRIBUTION, prunable_names, prune_by, taylor_scores
 from .results import ModelRef
-from .layout import StudyLayout
-from .train import shard_files, train
+from .train import autocast_context, shard_files, train
 
 CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
+_CONDITION = re.compile(r"^(\w+)(?:\[(\w+)\])?$")
 
 
-def _generation_start(preset: Preset, study: StudyLayout, g: int):
+def _generation_start(preset: Preset, study: StudyLayout, g: int, criterion: str):
     """(init_state, masks) of generation g: random init for g = 0, else the previous connectome."""
     if g == 0:
         return None, None
-    previous = Connectome.load(study.connectome(g - 1))
+    previous = Connectome.load(study.connectome(g - 1, criterion))
     return previous.init_state(preset.model, preset.train.seed), previous.masks()
 
 
-def _prune_generation(preset: Preset, study: StudyLayout, g: int, masks: Mapping[str, torch.Tensor] | None) -> dict:
+def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Taylor scores of ``model`` over ``outer.attribution_batches`` seeded micro-batches of the large corpus L."""
+    cfg = preset.train
+    loader = TokenLoader(shard_files(preset, "large"), cfg.micro_batch_size, cfg.seq_len,
+                         shuffle_seed=cfg.seed + 7919 * (g + 1))
+    batches = (loader.next_batch() for _ in range(preset.outer.attribution_batches))
+    return taylor_scores(model.to(device), batches, forward_context=lambda: autocast_context(device, cfg.autocast_dtype))
+
+
+def _prune_generation(
+    preset: Preset, study: StudyLayout, g: int, masks: Mapping[str, torch.Tensor] | None, device: torch.device
+) -> dict:
     """Prune generation g's trained weights into its connectome file; return the generation summary."""
     outer = preset.outer
-    ckpt = latest_checkpoint(study.generation(g))
-    weights = ckpt.load_model().state_dict()
+    ckpt = latest_checkpoint(study.generation(g, outer.criterion))
+    model = ckpt.load_model()
+    weights = model.state_dict()
     names = prunable_names(weights, outer.prune_embeddings)
     current = {n: (masks[n] if masks else torch.ones_like(weights[n], dtype=torch.bool)) for n in names}
-    new_masks = prune(weights, current, outer.prune_fraction, get_criterion(outer.criterion), outer.scope)
+    scores = _attribution(preset, model, g, device) if outer.criterion in NEEDS_ATTRIBUTION else None
+    new_masks = prune_by(outer.criterion, weights, current, outer.prune_fraction, outer.scope,
+                         seed=preset.train.seed + g, attribution=scores)
     sign_weights = weights if outer.sign_source == "trained" else GPT(preset.model, seed=preset.train.seed).state_dict()
     connectome = Connectome.from_weights(
         new_masks, sign_weights, reinit_scales(preset.model, names, outer),
         meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "preset": preset.name},
     )
-    path = study.connectome(g)
+    path = study.connectome(g, outer.criterion)
     size = connectome.save(path)
     summary = {
         "generation": g,
+        "criterion": outer.criterion,
         "val_loss": ckpt.state().get("val_loss"),
         "density": connectome.density(),
         "densities": connectome.densities(),
@@ -66,32 +84,97 @@ def _prune_generation(preset: Preset, study: StudyLayout, g: int, masks: Mapping
         "file_bytes": size,
         "n_weights": connectome.n_weights,
     }
-    atomic.write_json(study.generation(g) / "generation.json", summary)
+    atomic.write_json(study.generation(g, outer.criterion) / "generation.json", summary)
     return summary
 
 
+def _group_sparsity(outer) -> float:
+    return outer.group_sparsity if outer.criterion == "structured" else 0.0
+
+
+def _share_first_generation(preset: Preset, study: StudyLayout) -> bool:
+    """Start another criterion from the magnitude loop's trained generation 0 when its training was the same.
+
+    Generation 0 is dense, so every criterion without a training penalty would train the identical model; sharing
+    it saves a generation and makes the criteria prune the very same weights. Returns whether it was shared.
+    """
+    criterion = preset.outer.criterion
+    source, target = study.generation(0), study.generation(0, criterion)
+    final = latest_checkpoint(source)
+    if (criterion == PAPER_CRITERION or _group_sparsity(preset.outer) or latest_checkpoint(target) is not None
+            or final is None or final.step != preset.train.steps):
+        return False
+    theirs = final.preset()
+    if (theirs.train, theirs.model, theirs.data) != (preset.train, preset.model, preset.data):
+        return False
+    with atomic.atomic_path(target / "checkpoints" / final.path.name) as tmp:
+        shutil.copytree(final.path, tmp)
+    atomic.write_text(target / "checkpoints" / "latest", final.path.name + "\n")
+    if (source / "metrics.jsonl").exists():
+        with atomic.atomic_path(target / "metrics.jsonl") as tmp:
+            shutil.copyfile(source / "metrics.jsonl", tmp)
+    return True
+
+
 def run_outer_loop(
-    preset: Preset, study: StudyLayout | str | Path, *, ctx: DistContext | None = None, progress: bool = True
+    preset: Preset,
+    study: StudyLayout | str | Path,
+    *,
+    criterion: str | None = None,
+    ctx: DistContext | None = None,
+    progress: bool = True,
 ) -> Connectome:
-    """Run (or resume) the G generations; write ``outer/connectome.gpc`` and return the final connectome."""
+    """Run (or resume) the G generations; write the final connectome and return it.
+
+    ``criterion`` (default ``preset.outer.criterion``) chooses the pruning strategy; magnitude (the paper) lives in
+    ``outer/``, any other in ``outer_<criterion>/``, which starts from magnitude's generation 0 where that is the
+    same training (see ``_share_first_generation``).
+    """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
+    if criterion is not None:
+        preset = override(preset, {"outer.criterion": criterion})
+    criterion = preset.outer.criterion
     large, val = shard_files(preset, "large"), shard_files(preset, "val")
-    for g in tqdm(range(preset.outer.generations), desc="generations", disable=not (progress and ctx.is_main)):
-        if study.connectome(g).exists():
+    if ctx.is_main:
+        _share_first_generation(preset, study)
+    ctx.barrier()
+    desc = "generations" if criterion == PAPER_CRITERION else f"generations ({criterion})"
+    for g in tqdm(range(preset.outer.generations), desc=desc, disable=not (progress and ctx.is_main)):
+        if study.connectome(g, criterion).exists():
             continue
-        init_state, masks = _generation_start(preset, study, g)
-        train(preset, study.generation(g), train_files=large, val_files=val, init_state=init_state, masks=masks,
-              resume=True, ctx=ctx, progress=progress)
+        init_state, masks = _generation_start(preset, study, g, criterion)
+        train(preset, study.generation(g, criterion), train_files=large, val_files=val, init_state=init_state,
+              masks=masks, resume=True, group_sparsity=_group_sparsity(preset.outer), ctx=ctx, progress=progress)
         if ctx.is_main:
-            _prune_generation(preset, study, g, masks)
+            _prune_generation(preset, study, g, masks, ctx.device)
         ctx.barrier()
-    final = study.connectome(preset.outer.generations - 1)
-    if ctx.is_main and not study.connectome_file.exists():
-        with atomic.atomic_path(study.connectome_file) as tmp:
+    final, target = study.connectome(preset.outer.generations - 1, criterion), study.final_connectome(criterion)
+    if ctx.is_main and not target.exists():
+        with atomic.atomic_path(target) as tmp:
             shutil.copyfile(final, tmp)
     ctx.barrier()
-    return Connectome.load(study.connectome_file)
+    return Connectome.load(target)
+
+
+def parse_condition(condition: str, default_criterion: str = PAPER_CRITERION) -> tuple[str, str | None]:
+    """(base condition, pruning criterion) of a condition name: ``"Connectome[attribution]"`` ->
+    ("Connectome", "attribution"); a plain connectome condition uses ``default_criterion``; NoConnectome has none.
+    """
+    match = _CONDITION.match(condition)
+    if not match or match.group(1) not in CONDITIONS:
+        raise ValueError(f"unknown inner-loop condition {condition!r}; choose from {', '.join(CONDITIONS)}, "
+                         f"optionally with a pruning criterion, e.g. 'Connectome[attribution]'")
+    base, criterion = match.group(1), match.group(2)
+    if base == "NoConnectome":
+        if criterion:
+            raise ValueError(f"condition {condition!r}: NoConnectome has no connectome, hence no criterion")
+        return base, None
+    criterion = criterion or default_criterion
+    if criterion not in CRITERIA:
+        raise ValueError(f"condition {condition!r}: unknown pruning criterion {criterion!r}; "
+                         f"choose one of {', '.join(CRITERIA)}")
+    return base, criterion
 
 
 def condition_start(
@@ -101,17 +184,14 @@ def condition_start(
 
     Connectome: the connectome's sign x c, its masks. RandomConnectome: the same per-tensor density with random
     positions and signs (drawn from ``seed``). NoConnectome: dense, the standard normal init of ``seed``.
+    A criterion suffix (``Connectome[attribution]``) only says which connectome is meant; pass that one.
     """
-    if condition == "NoConnectome":
+    base, _ = parse_condition(condition, preset.outer.criterion)
+    if base == "NoConnectome":
         return GPT(preset.model, seed=seed).state_dict(), None
     if connectome is None:
         raise ValueError(f"condition {condition!r} needs a connectome; run the outer loop first")
-    if condition == "Connectome":
-        grown = connectome
-    elif condition == "RandomConnectome":
-        grown = connectome.random_control(seed)
-    else:
-        raise ValueError(f"unknown inner-loop condition {condition!r}; choose from {', '.join(CONDITIONS)}")
+    grown = connectome if base == "Connectome" else connectome.random_control(seed)
     return grown.init_state(preset.model, seed), grown.masks()
 
 
@@ -143,20 +223,35 @@ def run_inner_loop(
 ) -> list[ModelRef]:
     """Train (or resume) every condition x seed on S; return the kept checkpoints as ModelRefs.
 
-    ``connectome`` defaults to the study's final connectome (``outer/connectome.gpc``).
+    Conditions are ``CONDITIONS``, optionally naming a pruning criterion: ``Connectome[attribution]`` grows from
+    ``outer_attribution/connectome.gpc``. A plain Connectome / RandomConnectome uses ``connectome`` if given,
+    else the final connectome of ``preset.outer.criterion`` (``outer/connectome.gpc`` for magnitude).
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
     conditions = conditions or preset.inner.conditions
     seeds = seeds or preset.inner.seeds
-    if connectome is None and study.connectome_file.exists():
-        connectome = study.connectome_file
-    if isinstance(connectome, (str, Path)):
-        connectome = Connectome.load(connectome)
+    parsed = {c: parse_condition(c, preset.outer.criterion) for c in conditions}
+    loaded: dict[str, Connectome] = {}
+
+    def connectome_of(condition: str) -> Connectome | None:
+        base, criterion = parsed[condition]
+        if base == "NoConnectome":
+            return None
+        if connectome is not None and "[" not in condition:
+            return connectome if isinstance(connectome, Connectome) else Connectome.load(connectome)
+        if criterion not in loaded:
+            path = study.final_connectome(criterion)
+            if not path.exists():
+                raise FileNotFoundError(f"condition {condition!r} needs {path}: run the outer loop with "
+                                        f"criterion {criterion!r} first")
+            loaded[criterion] = Connectome.load(path)
+        return loaded[criterion]
+
     small, val = shard_files(preset, "small"), shard_files(preset, "val")
     runs = [(c, s) for c in conditions for s in seeds]
     for condition, seed in tqdm(runs, desc="inner loop", disable=not (progress and ctx.is_main)):
-        init_state, masks = condition_start(condition, connectome, preset, seed)
+        init_state, masks = condition_start(condition, connectome_of(condition), preset, seed)
         train(inner_preset(preset, seed), study.inner_run(condition, seed), train_files=small, val_files=val,
               init_state=init_state, masks=masks, resume=True, ctx=ctx, progress=progress)
     return study.model_refs(conditions=list(conditions))

@@ -5,6 +5,7 @@
       outer/gen_g/connectome.gpc        the connectome after generation g (ternary_codec file)
       outer/gen_g/generation.json       its summary: val loss, densities, entropy, file bits per weight
       outer/connectome.gpc              the final connectome: the inner loop's input
+      outer_<criterion>/                the same for another pruning criterion (random, attribution, structured)
       inner/<condition>/seed_<k>/       one inner-loop run per condition and seed
       results.csv                       the tidy results table of every evaluation
       notebooks/                        executed copies of the numbered notebooks
@@ -19,6 +20,7 @@ from .checkpoint import list_checkpoints
 from .results import ModelRef, ResultsTable
 
 _SEED = re.compile(r"^seed_(\d+)$")
+PAPER_CRITERION = "magnitude"
 
 
 def inner_run_identity(run_dir: Path) -> tuple[str, int] | None:
@@ -34,15 +36,28 @@ class StudyLayout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
-    def generation(self, g: int) -> Path:
-        return self.root / "outer" / f"gen_{g}"
+    def outer(self, criterion: str = PAPER_CRITERION) -> Path:
+        """The outer loop of one pruning criterion: ``outer/`` for magnitude (the paper), else ``outer_<c>/``."""
+        return self.root / ("outer" if criterion == PAPER_CRITERION else f"outer_{criterion}")
 
-    def connectome(self, g: int) -> Path:
-        return self.generation(g) / "connectome.gpc"
+    def generation(self, g: int, criterion: str = PAPER_CRITERION) -> Path:
+        return self.outer(criterion) / f"gen_{g}"
+
+    def connectome(self, g: int, criterion: str = PAPER_CRITERION) -> Path:
+        return self.generation(g, criterion) / "connectome.gpc"
+
+    def final_connectome(self, criterion: str = PAPER_CRITERION) -> Path:
+        return self.outer(criterion) / "connectome.gpc"
 
     @property
     def connectome_file(self) -> Path:
-        return self.root / "outer" / "connectome.gpc"
+        return self.final_connectome()
+
+    def criteria(self) -> list[str]:
+        """Pruning criteria whose outer loop has a final connectome, magnitude first."""
+        found = [PAPER_CRITERION] if self.final_connectome().exists() else []
+        found += sorted(p.parent.name.removeprefix("outer_") for p in self.root.glob("outer_*/connectome.gpc"))
+        return found
 
     def inner_run(self, condition: str, seed: int) -> Path:
         return self.root / "inner" / condition / f"seed_{seed}"

@@ -19,6 +19,12 @@ def condition_order(conditions) -> list[str]:
     return [c for c in CONDITION_COLORS if c in present] + sorted(present - set(CONDITION_COLORS))
 
 
+def condition_palette(conditions) -> dict[str, object]:
+    """A colour per condition: the paper's three fixed, any other (released models, other criteria) a spare one."""
+    spare = iter(sns.color_palette("tab10") + sns.color_palette("Set2"))
+    return {c: CONDITION_COLORS.get(c) or next(spare) for c in condition_order(conditions)}
+
+
 def save(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
     """Write ``fig`` as ``figures_dir/name.png`` (150 dpi) and return the path."""
     path = Path(figures_dir) / f"{name}.png"
@@ -74,9 +80,8 @@ def condition_curves(curves: pd.DataFrame, value: str, *, x: str = "step", ylabe
     """``value`` vs ``x`` per condition, mean +/- SE over seeds (the paper's Figure 1B-i for val loss)."""
     summary = mean_se(curves, ["condition", x], value)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for condition in condition_order(summary["condition"]):
+    for condition, color in condition_palette(summary["condition"]).items():
         part = summary[summary["condition"] == condition]
-        color = CONDITION_COLORS.get(condition)
         ax.plot(part[x], part["mean"], label=condition, color=color)
         ax.fill_between(part[x], part["mean"] - part["se"], part["mean"] + part["se"], color=color, alpha=0.25)
     ax.set(xlabel="iteration" if x == "step" else x, ylabel=ylabel or value, title=title)
@@ -88,7 +93,8 @@ def condition_bars(df: pd.DataFrame, x: str, value: str = "value", *, ylabel: st
                    title: str = "") -> plt.Figure:
     """Bars of ``value`` per ``x`` and condition, mean +/- SE over seeds (e.g. the paper's Figure 1D-ii)."""
     fig, ax = plt.subplots(figsize=(5, 4))
-    sns.barplot(df, x=x, y=value, hue="condition", hue_order=condition_order(df["condition"]), palette=CONDITION_COLORS, errorbar="se", ax=ax)
+    palette = condition_palette(df["condition"])
+    sns.barplot(df, x=x, y=value, hue="condition", hue_order=list(palette), palette=palette, errorbar="se", ax=ax)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), title="mean ± SE over seeds")
     ax.set(xlabel=x, ylabel=ylabel or value, title=title)
     return fig

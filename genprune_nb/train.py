@@ -33,6 +33,7 @@ from .data.shards import find_shards
 from .launch import DistContext, init_distributed
 from .model import GPT, flops_per_token, peak_flops
 from .optim import WeightMask, build_optimizer, set_lr
+from .pruning import group_sparsity_penalty
 from .runlog import RunLog
 from .schedule import lr_at
 
@@ -97,20 +98,25 @@ def train_step(
     accum: int,
     ctx: DistContext,
     cfg: TrainConfig,
+    penalty: Callable[[], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step over ``accum`` micro-batches: the masked AdamW step of DESIGN.md §3.
 
     Gradients are synchronised across ranks on the last micro-step only; pruned entries are masked out of the
-    gradient before clipping and re-zeroed after the step. Returns (summed micro-batch loss, gradient norm).
+    gradient before clipping and re-zeroed after the step. ``penalty()`` (a regulariser of the weights, fp32) is
+    added once per step, to the last micro-step's loss. Returns (summed micro-batch loss, gradient norm).
     """
     loss_sum = torch.zeros((), device=ctx.device)
     for micro in range(accum):
         x, y = (t.to(ctx.device, non_blocking=True) for t in next_batch())
-        sync = micro == accum - 1 or not ctx.distributed
-        with contextlib.nullcontext() if sync else net.no_sync():
+        last = micro == accum - 1
+        with contextlib.nullcontext() if last or not ctx.distributed else net.no_sync():
             with autocast_context(ctx.device, cfg.autocast_dtype):
                 _, loss = net(x, y)
-            (loss / accum).backward()
+            objective = loss / accum
+            if penalty is not None and last:
+                objective = objective + penalty()
+            objective.backward()
         loss_sum += loss.detach().float()
     if weight_mask is not None:
         weight_mask.apply_to_grads()
@@ -138,6 +144,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     until: int | None = None,
+    group_sparsity: float = 0.0,
     ctx: DistContext | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -147,6 +154,7 @@ def train(
     0/1 tensor) are held fixed: pruned weights are exactly zero at every forward. Both are stored in the
     checkpoints, so a resumed run needs neither. ``until`` stops after that step with a checkpoint (a
     time-boxed session); a later ``resume`` continues exactly as if the run had never stopped.
+    ``group_sparsity`` > 0 adds lambda x the group lasso over MLP units (``pruning.group_sparsity_penalty``).
     """
     ctx = ctx or init_distributed()
     cfg, run_dir = preset.train, Path(run_dir)
@@ -193,6 +201,7 @@ def train(
     if ctx.distributed:
         net = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
+    penalty = (lambda: group_sparsity * group_sparsity_penalty(model)) if group_sparsity else None
     flops_tok = flops_per_token(preset.model, cfg.seq_len)
     peak = peak_flops(ctx.device)
     keep = set(cfg.keep_checkpoints) | {cfg.steps}
@@ -212,7 +221,8 @@ def train(
     for step in range(start, stop):
         lr = lr_at(step, cfg)
         set_lr(optimizer, lr)
-        loss_sum, grad_norm = train_step(net, optimizer, weight_mask, train_loader.next_batch, accum, ctx, cfg)
+        loss_sum, grad_norm = train_step(net, optimizer, weight_mask, train_loader.next_batch, accum, ctx, cfg,
+                                         penalty)
         done = step + 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -223,6 +233,9 @@ def train(
             tok_s = cfg.tokens_per_step * (done - start) / dt
             record = {"step": done, "tokens": done * cfg.tokens_per_step, "lr": lr, "train_loss": train_loss,
                       "grad_norm": float(grad_norm), "tokens_per_s": tok_s}
+            if penalty is not None:
+                with torch.no_grad():
+                    record["group_penalty"] = float(penalty())
             if peak:
                 record["mfu"] = flops_tok * tok_s / (peak * ctx.world_size)
             log.append(record)

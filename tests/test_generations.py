@@ -130,3 +130,45 @@ def test_inner_loop_conditions(smoke_preset, outer, monkeypatch):
     before = [c.path.stat().st_mtime for c in list_checkpoints(study.inner_run("NoConnectome", 1))]
     run_inner_loop(smoke_preset, study, progress=False)
     assert before == [c.path.stat().st_mtime for c in list_checkpoints(study.inner_run("NoConnectome", 1))]
+
+
+def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset, outer):
+    from genprune_nb.config import override
+    from genprune_nb.generations import parse_condition
+    from genprune_nb.runlog import RunLog
+
+    study, final = outer
+    counts = {n: int(s.count_nonzero()) for n, s in final.signs.items()}
+    dense = latest_checkpoint(study.generation(0)).load_model().state_dict()
+    for criterion in ("random", "attribution"):
+        conn = run_outer_loop(smoke_preset, study, criterion=criterion, progress=False)
+        assert study.final_connectome(criterion) == study.root / f"outer_{criterion}" / "connectome.gpc"
+        assert conn.meta["criterion"] == criterion
+        assert {n: int(s.count_nonzero()) for n, s in conn.signs.items()} == counts  # same per-tensor counts
+        assert any(not torch.equal(conn.signs[n], final.signs[n]) for n in counts)
+        shared = latest_checkpoint(study.generation(0, criterion)).load_model().state_dict()
+        assert all(torch.equal(shared[n], dense[n]) for n in dense)  # generation 0 was not trained again
+    assert study.criteria() == ["magnitude", "attribution", "random"]
+
+    penalised = override(smoke_preset, {"outer.group_sparsity": 1e-3})
+    conn = run_outer_loop(penalised, study, criterion="structured", progress=False)
+    records = RunLog(study.generation(0, "structured") / "metrics.jsonl").records()
+    assert any(r.get("group_penalty", 0) > 0 for r in records)  # trained with the group lasso, not shared
+    fc = conn.masks()["transformer.h.0.mlp.c_fc.weight"]
+    proj = conn.masks()["transformer.h.0.mlp.c_proj.weight"]
+    assert torch.equal(fc.all(1), fc.any(1)) and torch.equal(fc.all(1), proj.all(0))
+    assert int(fc.all(1).sum()) == 128 - 26 - 20  # whole units: 128 -> 102 -> 82
+
+    refs = run_inner_loop(smoke_preset, study, conditions=("Connectome[attribution]",), seeds=(0,), progress=False)
+    assert {r.condition for r in refs} == {"Connectome[attribution]"}
+    grown = latest_checkpoint(study.inner_run("Connectome[attribution]", 0)).masks()
+    attribution = Connectome.load(study.final_connectome("attribution")).masks()
+    assert all(torch.equal(grown[n], attribution[n]) for n in attribution)
+    assert parse_condition("RandomConnectome[random]") == ("RandomConnectome", "random")
+    assert parse_condition("Connectome", "structured") == ("Connectome", "structured")
+    for bad in ("Connectome[snip]", "NoConnectome[random]", "Conectome"):
+        with pytest.raises(ValueError, match="condition"):
+            parse_condition(bad)
+    with pytest.raises(FileNotFoundError, match="outer_structured"):
+        run_inner_loop(override(smoke_preset, {"outer.criterion": "structured"}), StudyLayout(study.root / "x"),
+                       conditions=("Connectome[structured]",), progress=False)

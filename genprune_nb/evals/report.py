@@ -19,7 +19,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttest_ind
 from torch import nn
 
-from ..plots import CONDITION_COLORS, condition_order
+from ..plots import condition_order, condition_palette
 from ..results import final_rows
 from ..stats import mean_se
 from .multiple_choice import Question, choose
@@ -70,8 +70,7 @@ def plot_curves(results: pd.DataFrame, tasks: Sequence[str]) -> plt.Figure:
     if df.empty:
         raise ValueError(f"no headline results for tasks {list(tasks)}")
     order = condition_order(df["condition"])
-    spare = iter(sns.color_palette("tab10"))
-    palette = {c: CONDITION_COLORS[c] if c in CONDITION_COLORS else next(spare) for c in order}
+    palette = condition_palette(order)
     grid = sns.relplot(data=df, x="step", y="value", hue="condition", hue_order=order, palette=palette, col="task",
                        col_order=[t for t in tasks if t in set(df["task"])], kind="line", errorbar="se", marker="o",
                        height=3.2, aspect=1.1, facet_kws={"sharey": False})
