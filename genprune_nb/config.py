@@ -211,6 +211,7 @@ class EvalConfig:
     stories: tuple[int, ...] = ()  # Natural Stories ids (notebook 04)
     max_words: int = 0  # first words of each story (notebook 04)
     n_sentences: int = 0  # fMRI sentences (notebook 05)
+    cka_tokens: int = 10_000  # val tokens whose representations CKA compares (notebook 06)
 
     def pick(self, name: str, value: Any = None) -> Any:
         """``value`` if given, else this preset's budget for ``name``; None (everything) for 0 or empty."""
@@ -264,7 +265,7 @@ PRESETS: dict[str, Preset] = {
                         decay_steps=6, val_every=5, val_tokens=2048, checkpoint_every=0, log_every=5, shuffle=True),
             outer=OuterConfig(generations=2),
             inner=InnerConfig(seeds=(0, 1), keep_every=5),
-            eval=EvalConfig(limit=4, stories=(1,), max_words=40, n_sentences=40),
+            eval=EvalConfig(limit=4, stories=(1,), max_words=40, n_sentences=40, cka_tokens=512),
         ),
         Preset(
             "tiny",
@@ -276,7 +277,7 @@ PRESETS: dict[str, Preset] = {
                         decay_steps=42, val_every=12, val_tokens=16_384, checkpoint_every=0, log_every=8,
                         shuffle=True),
             inner=InnerConfig(seeds=(0, 1), keep_every=24),
-            eval=EvalConfig(limit=50, stories=(1,), max_words=300, n_sentences=300),
+            eval=EvalConfig(limit=50, stories=(1,), max_words=300, n_sentences=300, cka_tokens=4096),
         ),
         Preset(
             "small",

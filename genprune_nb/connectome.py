@@ -17,6 +17,7 @@ import torch
 from . import ternary_codec
 from .config import ModelConfig, OuterConfig
 from .model import GPT, init_std
+from .pruning import mlp_unit_pairs
 
 
 @dataclass
@@ -56,6 +57,16 @@ class Connectome:
 
     def density(self) -> float:
         return sum(int(s.count_nonzero()) for s in self.signs.values()) / self.n_weights
+
+    def alive_units(self) -> dict[str, float]:
+        """Per MLP (keyed by its ``c_fc`` name): the fraction of hidden units still wired in and out.
+
+        A unit is alive while its ``c_fc`` row and its ``c_proj`` column each keep a survivor; structured pruning
+        removes units whole, entry-wise criteria rarely do.
+        """
+        masks = self.masks()
+        return {fc: float((masks[fc].any(1) & masks[proj].any(0)).float().mean())
+                for fc, proj in mlp_unit_pairs(masks)}
 
     def entropy_bits(self) -> float:
         """Shannon entropy in bits per weight (per-tensor symbol frequencies, size-weighted)."""

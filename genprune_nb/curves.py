@@ -52,6 +52,20 @@ def tensor_densities(study: StudyLayout, criteria: Sequence[str] = (PAPER_CRITER
     return pd.DataFrame(rows)
 
 
+def unit_survival(study: StudyLayout, criteria: Sequence[str]) -> pd.DataFrame:
+    """Fraction of MLP hidden units alive in each criterion's final connectome: columns criterion, layer, alive."""
+    from .connectome import Connectome
+
+    rows = []
+    for criterion in criteria:
+        path = study.final_connectome(criterion)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run the outer loop with criterion {criterion!r} first")
+        for fc, alive in Connectome.load(path).alive_units().items():
+            rows.append({"criterion": criterion, "layer": tensor_layer(fc), "alive": alive})
+    return pd.DataFrame(rows, columns=["criterion", "layer", "alive"])
+
+
 def inner_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
     """Inner-loop curves: columns condition, seed, step, tokens, ``metric``."""
     frames = []

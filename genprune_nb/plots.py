@@ -64,6 +64,26 @@ def tensor_density(densities: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def criterion_densities(densities: pd.DataFrame, units: pd.DataFrame) -> plt.Figure:
+    """Final connectome of each pruning criterion: survivors by tensor kind, by layer, and MLP units still alive.
+
+    ``densities`` from ``curves.tensor_densities(study, criteria)``, ``units`` from ``curves.unit_survival``.
+    """
+    last = densities[densities["generation"] == densities.groupby("criterion")["generation"].transform("max")]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    sns.barplot(last, x="kind", y="density", hue="criterion", order=["embedding", "attention", "mlp", "head"],
+                errorbar=None, ax=axes[0])
+    axes[0].set(xlabel="tensor kind", ylabel="surviving fraction (mean over tensors)", title="Survivors by kind")
+    blocks = last[last["layer"].between(0, 9_999)]
+    sns.lineplot(blocks, x="layer", y="density", hue="criterion", marker="o", errorbar=None, ax=axes[1])
+    axes[1].set(xlabel="block", ylabel="surviving fraction", title="Survivors by layer")
+    sns.lineplot(units, x="layer", y="alive", hue="criterion", marker="o", ax=axes[2])
+    axes[2].set(xlabel="block", ylabel="fraction of MLP units alive", ylim=(0, 1.02), title="MLP units wired in and out")
+    for ax in axes[1:]:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return fig
+
+
 def connectome_bits(summaries: pd.DataFrame) -> plt.Figure:
     """Achieved file bits per weight beside the Shannon entropy, per generation."""
     fig, ax = plt.subplots(figsize=(5, 4))

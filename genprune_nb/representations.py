@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 from torch import nn
@@ -232,3 +233,73 @@ def plot_cka_heatmaps(
     if not annotate:
         fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="linear CKA")
     return fig
+
+
+# --- the study's comparisons: which models to set side by side ---------------------------------------------------
+
+def features_of(
+    models: Mapping[str, object],
+    tokens: torch.Tensor,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    **kwargs,
+) -> dict[str, xr.DataArray]:
+    """:func:`token_features` of every named model on the same ``tokens``, loading one model at a time.
+
+    A value is a model or anything with ``load_model(device)`` (a ``ModelRef`` or a ``Checkpoint``).
+    """
+    out = {}
+    for name, source in tqdm(models.items(), desc="features", disable=not progress):
+        model = source.load_model(device) if hasattr(source, "load_model") else source
+        out[name] = token_features(model.eval(), tokens, **kwargs)
+        del model
+    return out
+
+
+def generation_checkpoints(study, criterion: str = "magnitude") -> dict[str, object]:
+    """The trained model of every generation of one criterion's outer loop, as ``{"gen g": Checkpoint}``."""
+    from .checkpoint import latest_checkpoint
+
+    found, g = {}, 0
+    while (ckpt := latest_checkpoint(study.generation(g, criterion))) is not None:
+        found[f"gen {g}"] = ckpt
+        g += 1
+    if not found:
+        raise FileNotFoundError(f"no trained generation under {study.outer(criterion)}: run the outer loop first")
+    return found
+
+
+def consecutive_cka(features: Mapping[str, xr.DataArray], **kwargs) -> dict[str, xr.DataArray]:
+    """:func:`layer_cka` of each entry with the next one (e.g. generation g vs g + 1), keyed ``"A → B"``."""
+    names = list(features)
+    return {f"{a} → {b}": layer_cka(features[a], features[b], **kwargs) for a, b in zip(names, names[1:])}
+
+
+def diagonal_cka(features: Mapping[str, xr.DataArray], reference: str, **kwargs) -> pd.DataFrame:
+    """Same-layer CKA of every entry with ``features[reference]``: columns model, layer, cka (tidy)."""
+    if reference not in features:
+        raise KeyError(f"reference {reference!r} is not among the features {list(features)}")
+    rows = []
+    for name, feats in features.items():
+        matrix = layer_cka(feats, features[reference], **kwargs)
+        for layer in matrix["layer_a"].values:
+            if layer in matrix["layer_b"].values:
+                rows.append({"model": name, "layer": int(layer),
+                             "cka": float(matrix.sel(layer_a=layer, layer_b=layer))})
+    return pd.DataFrame(rows, columns=["model", "layer", "cka"])
+
+
+def plot_cka_lines(df: pd.DataFrame, *, x: str = "layer", hue: str = "model", col: str | None = None,
+                   title: str = "", xlabel: str | None = None) -> plt.Figure:
+    """Same-layer CKA (e.g. from :func:`diagonal_cka`) as lines of ``cka`` vs ``x``, one per ``hue`` (0..1 scale)."""
+    import seaborn as sns
+
+    grid = sns.relplot(df, x=x, y="cka", hue=hue, col=col, kind="line", marker="o", height=3.4, aspect=1.2,
+                       palette="viridis" if pd.api.types.is_numeric_dtype(df[hue]) else None)
+    grid.set(ylim=(0, 1.02), xlabel=xlabel or x, ylabel="linear CKA")
+    if x == "layer":
+        for ax in grid.axes.flat:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    grid.figure.suptitle(title, y=1.03)
+    return grid.figure

@@ -312,3 +312,22 @@ def test_plot_cka_heatmaps(small_gpts, tokens):
         plot_cka_heatmaps({"bad": matrices["A vs B"].T})
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_the_study_comparisons(small_gpts, tokens):
+    from genprune_nb.representations import consecutive_cka, diagonal_cka, features_of, plot_cka_lines
+
+    a, b = small_gpts
+    feats = features_of({"A": a, "B": b, "A again": a}, tokens)
+    pairs = consecutive_cka(feats, batch_size=64)
+    assert list(pairs) == ["A → B", "B → A again"]
+    np.testing.assert_allclose(pairs["A → B"].values, pairs["B → A again"].values.T, rtol=1e-9)
+    diagonal = diagonal_cka(feats, "A", batch_size=64)
+    assert list(diagonal.columns) == ["model", "layer", "cka"] and len(diagonal) == 9
+    np.testing.assert_allclose(diagonal.loc[diagonal["model"] != "B", "cka"], 1.0, rtol=1e-9)
+    cross = layer_cka(feats["B"], feats["A"], batch_size=64)
+    np.testing.assert_allclose(diagonal.loc[diagonal["model"] == "B", "cka"], np.diag(cross.values), rtol=1e-12)
+    with pytest.raises(KeyError, match="reference 'C'"):
+        diagonal_cka(feats, "C")
+    fig = plot_cka_lines(diagonal, title="t")
+    assert len(fig.axes[0].lines) >= 3

@@ -26,18 +26,28 @@ def test_prepare_then_train(tmp_path, external_data_dir, monkeypatch, capsys):
     assert "final val loss" in capsys.readouterr().out
 
 
-def test_reproduce_runs_notebooks_00_to_02_headlessly(tmp_path, smoke_preset, monkeypatch, capsys):
-    """The main job on the smoke preset: data, outer loop, inner loop, each notebook executed by papermill."""
+def test_reproduce_runs_the_training_and_representation_notebooks_headlessly(tmp_path, smoke_preset, monkeypatch):
+    """The main job on the smoke preset: data, outer loop, inner loop, representations and the paper's figures,
+    each notebook executed by papermill (03-05 are executed on a fake study in their own tests)."""
     monkeypatch.chdir(tmp_path)
-    assert main(["reproduce", "--preset", "smoke", "--no-progress", "--only", "00", "01", "02",
+    assert main(["reproduce", "--preset", "smoke", "--no-progress", "--only", "00", "01", "02", "06", "07",
                  "--set", f"data.tokens_dir={smoke_preset.data.tokens_dir}"]) == 0
     executed = sorted(p.name for p in (tmp_path / "runs" / "smoke" / "notebooks").iterdir())
-    assert executed == ["00_data.ipynb", "01_outer_loop.ipynb", "02_inner_loop.ipynb"]
+    assert executed == ["00_data.ipynb", "01_outer_loop.ipynb", "02_inner_loop.ipynb", "06_representations.ipynb",
+                        "07_paper_figures.ipynb"]
     figures = {p.name for p in (tmp_path / "figures" / "smoke").iterdir()}
     assert {"00_corpora.png", "01_generation_val_loss.png", "01_tensor_density.png", "01_connectome_bits.png",
-            "02_inner_val_loss.png"} <= figures
-    assert (tmp_path / "runs" / "smoke" / "outer" / "connectome.gpc").exists()
-    assert len(list((tmp_path / "runs" / "smoke" / "inner").glob("*/seed_*"))) == 6
+            "02_inner_val_loss.png", "06_criterion_densities.png", "06_inner_val_loss_by_criterion.png",
+            "06_data_efficiency_val_loss.png", "06_effective_data_multiplier.png", "06_cka_generations.png",
+            "06_cka_generations_diagonal.png", "06_cka_conditions.png", "06_cka_over_training.png",
+            "07_figure1_b_i_val_loss.png"} <= figures
+    study = tmp_path / "runs" / "smoke"
+    for criterion_dir in ("outer", "outer_random", "outer_attribution", "outer_structured"):
+        assert (study / criterion_dir / "connectome.gpc").exists()
+    runs = {p.parent.name for p in (study / "inner").glob("*/seed_*")}
+    assert runs == {"Connectome", "RandomConnectome", "NoConnectome", "Connectome[random]",
+                    "Connectome[attribution]", "Connectome[structured]"}
+    assert len(list((study / "inner").glob("*/seed_*"))) == 6 + 3  # criteria: the first seed only
 
 
 def test_prepare_from_files(tmp_path, capsys):

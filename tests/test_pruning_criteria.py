@@ -166,3 +166,15 @@ def test_structured_units_in_prune_keep_counts_under_global_scope():
     assert sum(int(new[n].sum()) for n in rest) == total - round(0.2 * total)
     reference = prune(weights, {n: masks[n] for n in rest}, 0.2, lambda n, w: scores[n], "global")
     assert all(torch.equal(new[n], reference[n]) for n in rest)
+
+
+def test_alive_units_of_a_connectome_by_hand():
+    from genprune_nb.connectome import Connectome
+
+    signs = {"transformer.h.0.mlp.c_fc.weight": torch.ones(4, 2, dtype=torch.int8),
+             "transformer.h.0.mlp.c_proj.weight": torch.ones(2, 4, dtype=torch.int8)}
+    signs["transformer.h.0.mlp.c_fc.weight"][0] = 0  # unit 0: no input
+    signs["transformer.h.0.mlp.c_proj.weight"][:, 1] = 0  # unit 1: no output
+    signs["transformer.h.0.mlp.c_proj.weight"][0, 2] = 0  # unit 2: thinned but alive
+    conn = Connectome(signs, {n: 0.02 for n in signs})
+    assert conn.alive_units() == {"transformer.h.0.mlp.c_fc.weight": 0.5}
