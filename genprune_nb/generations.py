@@ -50,7 +50,8 @@ def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> di
     loader = TokenLoader(shard_files(preset, "large"), cfg.micro_batch_size, cfg.seq_len,
                          shuffle_seed=cfg.seed + 7919 * (g + 1))
     batches = (loader.next_batch() for _ in range(preset.outer.attribution_batches))
-    return taylor_scores(model.to(device), batches, forward_context=lambda: autocast_context(device, cfg.autocast_dtype))
+    return taylor_scores(model.to(device), batches,
+                         forward_context=lambda: autocast_context(device, cfg.autocast_dtype))
 
 
 def _prune_generation(
