@@ -24,6 +24,7 @@ from .config import Preset
 from .model import GPT
 
 _NAME = re.compile(r"^step_(\d{6,})$")
+OPTIMIZER_FILE = "optimizer.pt"
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
 
 
@@ -109,7 +110,7 @@ def save_checkpoint(
             save_file({k: v.to("cpu", torch.uint8).contiguous() for k, v in masks.items()},
                       str(tmp / "masks.safetensors"))
         if optimizer is not None:
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "config.json").write_text(json.dumps(preset.to_dict(), indent=2, sort_keys=True))
         (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=2, sort_keys=True))
@@ -138,20 +139,32 @@ def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int]) -> None:
-    """Delete rolling checkpoints beyond the newest ``keep_last``; never ``keep_steps`` nor the latest."""
+    """Delete rolling checkpoints beyond the newest ``keep_last``; never ``keep_steps`` nor the latest.
+
+    A kept step older than the newest ``keep_last`` checkpoints is only evaluated, never resumed from: its
+    optimizer moments (two thirds of a checkpoint) are dropped.
+    """
     ckpts = list_checkpoints(run_dir)
     latest = latest_checkpoint(run_dir)
     rolling = [c for c in ckpts if c.step not in keep_steps and (latest is None or c.path != latest.path)]
     excess = len(rolling) - max(keep_last - 1, 0)
     for ckpt in rolling[: max(excess, 0)]:
         shutil.rmtree(ckpt.path, ignore_errors=True)
+    remaining = list_checkpoints(run_dir)
+    newest = {c.path for c in remaining[-max(keep_last, 1):]} | ({latest.path} if latest else set())
+    for ckpt in remaining:
+        if ckpt.path not in newest:
+            (ckpt.path / OPTIMIZER_FILE).unlink(missing_ok=True)
 
 
 def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Load weights, optimizer moments and RNG state from ``ckpt``; return its state.json."""
     load_model_state(model, load_file(ckpt.path / "model.safetensors"))
     device = next(unwrap(model).parameters()).device
-    optimizer.load_state_dict(torch.load(ckpt.path / "optimizer.pt", map_location=device, weights_only=True))
+    if not (ckpt.path / OPTIMIZER_FILE).exists():
+        raise CheckpointError(f"{ckpt.path} holds no optimizer state (an evaluation checkpoint): resume from the "
+                              "run's latest checkpoint")
+    optimizer.load_state_dict(torch.load(ckpt.path / OPTIMIZER_FILE, map_location=device, weights_only=True))
     _set_rng_state(torch.load(ckpt.path / "rng.pt", weights_only=False))
     return ckpt.state()
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 import genprune_nb.checkpoint as checkpoint_mod
-from genprune_nb.checkpoint import latest_checkpoint, list_checkpoints
+from genprune_nb.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, restore_training_state
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
 from genprune_nb.schedule import lr_at
@@ -129,7 +129,14 @@ def test_rolling_checkpoints_keep_last_and_kept_steps(tmp_path, shards):
     preset = override(SMOKE, ["train.checkpoint_every=2", "train.val_every=0", "train.keep_last=2",
                               "train.keep_checkpoints=4"])
     train(preset, tmp_path / "run", progress=False, **shards)
-    assert [c.step for c in list_checkpoints(tmp_path / "run")] == [4, 18, 20]
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert [c.step for c in ckpts] == [4, 18, 20]
+    # step 4 is kept for evaluation only: weights without optimizer moments; the newest two can resume
+    assert [(c.path / "optimizer.pt").exists() for c in ckpts] == [False, True, True]
+    assert ckpts[0].load_model().config == preset.model
+    model = ckpts[0].load_model()
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        restore_training_state(ckpts[0], model, torch.optim.AdamW(model.parameters()))
 
 
 def test_batch_not_divisible_is_refused(tmp_path, shards):
