@@ -154,7 +154,12 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int])
     newest = {c.path for c in remaining[-max(keep_last, 1):]} | ({latest.path} if latest else set())
     for ckpt in remaining:
         if ckpt.path not in newest:
-            (ckpt.path / OPTIMIZER_FILE).unlink(missing_ok=True)
+            drop_optimizer_state(ckpt)
+
+
+def drop_optimizer_state(ckpt: Checkpoint) -> None:
+    """Make ``ckpt`` an evaluation checkpoint: weights, masks and state stay, the optimizer moments go."""
+    (ckpt.path / OPTIMIZER_FILE).unlink(missing_ok=True)
 
 
 def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -245,7 +245,8 @@ def plot_data_efficiency(curves: pd.DataFrame, value: str = "val_loss", *, miles
         ax.axvline(m, color="grey", lw=0.7, ls=":", label="token milestones" if i == 0 else None)
     ax.set_xscale("log")
     ax.set(xlabel="tokens seen", ylabel=ylabel or value, title=title)
-    ax.legend(title=f"mean ± SE over {int(summary['n'].max())} seeds", fontsize=8)
+    ax.legend(title=f"mean ± SE over {int(summary['n'].max())} seeds", fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -270,13 +271,15 @@ def plot_multiplier(summary: pd.DataFrame, *, title: str = "Effective data multi
                     label=condition)
         if len(bound):
             ax.errorbar(bound["milestone"], bound["mean"], yerr=bound["se"], fmt="^", color=color, capsize=3,
-                        markersize=8, mfc="white", label=f"{condition}: lower bound ({never})")
+                        markersize=8, mfc="white")
+    if df["lower_bound"].any():  # one legend entry for every hollow triangle
+        ax.plot([], [], "^", color="grey", mfc="white", markersize=8, label=f"lower bound: {never}")
     ax.axhline(1.0, color="grey", ls="--", lw=1, label="1× (no advantage)")
     ax.set_xscale("log")
     ticks = sorted(set(df["milestone"]))
     ax.set_xticks(ticks, [_tokens_label(m) for m in ticks], rotation=45)
     ax.minorticks_off()
     ax.set(xlabel="tokens seen by the condition (milestone)",
-           ylabel=f"tokens {' / '.join(baselines)} needs ÷ milestone", title=title)
-    ax.legend(title="mean ± SE over seeds", fontsize=8)
+           ylabel=f"multiplier: {' / '.join(baselines)} tokens ÷ milestone", title=title)
+    ax.legend(title="mean ± SE over seeds", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig

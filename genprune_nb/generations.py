@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import atomic
-from .checkpoint import latest_checkpoint
+from .checkpoint import drop_optimizer_state, latest_checkpoint
 from .config import Preset, override
 from .connectome import Connectome, file_bits_per_weight, reinit_scales
 from .launch import DistContext, init_distributed
@@ -145,10 +145,14 @@ def run_outer_loop(
         if study.connectome(g, criterion).exists():
             continue
         init_state, masks = _generation_start(preset, study, g, criterion)
-        train(preset, study.generation(g, criterion), train_files=large, val_files=val, init_state=init_state,
-              masks=masks, resume=True, group_sparsity=_group_sparsity(preset.outer), ctx=ctx, progress=progress)
+        run_dir = study.generation(g, criterion)
+        trained = latest_checkpoint(run_dir)
+        if trained is None or trained.step < preset.train.steps:  # else trained already (or shared), not pruned
+            train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
+                  resume=True, group_sparsity=_group_sparsity(preset.outer), ctx=ctx, progress=progress)
         if ctx.is_main:
             _prune_generation(preset, study, g, masks, ctx.device)
+            drop_optimizer_state(latest_checkpoint(run_dir))  # a pruned generation is never resumed
         ctx.barrier()
     final, target = study.connectome(preset.outer.generations - 1, criterion), study.final_connectome(criterion)
     if ctx.is_main and not target.exists():

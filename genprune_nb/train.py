@@ -253,7 +253,11 @@ def train(
 
 
 def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss, ctx) -> Checkpoint | None:
-    """Rank 0 writes the checkpoint of ``step`` and drops rolling ones beyond ``keep_last``; all ranks wait."""
+    """Rank 0 writes the checkpoint of ``step`` and drops rolling ones beyond ``keep_last``; all ranks wait.
+
+    Once the run is complete only its final checkpoint stays resumable: the rolling ones go and the kept steps
+    (evaluation checkpoints) lose their optimizer moments.
+    """
     ckpt = None
     if ctx.is_main:
         cfg = preset.train
@@ -263,6 +267,7 @@ def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss
             state={"tokens": step * cfg.tokens_per_step, "loader": loader.state_dict(), "val_loss": val_loss,
                    "world_size": ctx.world_size},
         )
-        prune_checkpoints(run_dir, cfg.keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
+        keep_last = 1 if step == cfg.steps else cfg.keep_last
+        prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
     ctx.barrier()
     return ckpt

@@ -177,7 +177,7 @@ def test_figures_build_with_expected_lines_and_markers():
     by_marker = {}
     for line in ax.lines:
         by_marker.setdefault(line.get_marker(), []).append(len(line.get_xdata()))
-    assert by_marker["^"] == [2]  # the lower bounds
+    assert by_marker["^"] == [2, 0]  # the lower bounds, then their (empty) legend entry
     assert by_marker["o"] == [2]  # the exact multipliers
     assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.lines)  # the reference line at 1
     labels = ax.get_legend_handles_labels()[1]

@@ -55,6 +55,9 @@ def test_two_generations_prune_to_0_8_squared_with_signed_constants(smoke_preset
     assert summary["file_bits_per_weight"] == pytest.approx(8 * size / final.n_weights)
     assert summary["density"] == pytest.approx(0.64, abs=1e-4)
     assert summary["entropy_bits_per_weight"] < summary["file_bits_per_weight"]
+    for g in (0, 1):  # a pruned generation keeps its final weights, without optimizer moments
+        assert [c.step for c in list_checkpoints(study.generation(g))] == [smoke_preset.train.steps]
+        assert not (latest_checkpoint(study.generation(g)).path / "optimizer.pt").exists()
 
 
 def test_pruned_weights_are_zero_at_every_forward_of_the_next_generation(smoke_preset, tmp_path, monkeypatch, outer):

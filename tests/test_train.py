@@ -128,11 +128,15 @@ def test_kill_mid_save_keeps_previous_checkpoint_as_latest(tmp_path, shards, mon
 def test_rolling_checkpoints_keep_last_and_kept_steps(tmp_path, shards):
     preset = override(SMOKE, ["train.checkpoint_every=2", "train.val_every=0", "train.keep_last=2",
                               "train.keep_checkpoints=4"])
-    train(preset, tmp_path / "run", progress=False, **shards)
+    train(preset, tmp_path / "run", until=18, progress=False, **shards)
     ckpts = list_checkpoints(tmp_path / "run")
-    assert [c.step for c in ckpts] == [4, 18, 20]
-    # step 4 is kept for evaluation only: weights without optimizer moments; the newest two can resume
+    assert [c.step for c in ckpts] == [4, 16, 18]  # while training: kept step 4 and the newest two
     assert [(c.path / "optimizer.pt").exists() for c in ckpts] == [False, True, True]
+    train(preset, tmp_path / "run", resume=True, progress=False, **shards)
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert [c.step for c in ckpts] == [4, 20]  # complete: the rolling ones are gone
+    # step 4 is kept for evaluation only: weights without optimizer moments; the final one can resume
+    assert [(c.path / "optimizer.pt").exists() for c in ckpts] == [False, True]
     assert ckpts[0].load_model().config == preset.model
     model = ckpts[0].load_model()
     with pytest.raises(CheckpointError, match="no optimizer state"):
