@@ -138,6 +138,17 @@ def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
     return Checkpoint(path)
 
 
+def resolve_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint directory as it is, or a run directory's latest checkpoint."""
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return Checkpoint(path)
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is None:
+        raise FileNotFoundError(f"{path} is neither a checkpoint (step_*/ with state.json) nor a run with checkpoints")
+    return latest
+
+
 def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int]) -> None:
     """Delete rolling checkpoints beyond the newest ``keep_last``; never ``keep_steps`` nor the latest.
 

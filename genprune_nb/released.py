@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import atomic
-from .checkpoint import Checkpoint, latest_checkpoint, save_checkpoint, unwrap
+from .checkpoint import Checkpoint, latest_checkpoint, resolve_checkpoint, save_checkpoint, unwrap
 from .config import ConfigError, ModelConfig, Preset, get_preset
 from .layout import StudyLayout, inner_run_identity
 from .model import GPT
@@ -280,15 +280,7 @@ def _as_model(obj: nn.Module | Checkpoint | str | Path) -> GPT:
         if not isinstance(getattr(model, "config", None), ModelConfig):
             raise TypeError(f"export_released needs this package's GPT, got {type(model).__name__}")
         return model
-    if isinstance(obj, Checkpoint):
-        return obj.load_model()
-    path = Path(obj)
-    if (path / "state.json").is_file():
-        return Checkpoint(path).load_model()
-    latest = latest_checkpoint(path) if path.is_dir() else None
-    if latest is None:
-        raise FileNotFoundError(f"{path} is neither a checkpoint (step_*/ with state.json) nor a run with checkpoints")
-    return latest.load_model()
+    return (obj if isinstance(obj, Checkpoint) else resolve_checkpoint(obj)).load_model()
 
 
 # ----------------------------------------------------------------------------------------------------- studies

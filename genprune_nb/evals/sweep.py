@@ -7,23 +7,12 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from ..checkpoint import Checkpoint, latest_checkpoint
+from ..checkpoint import Checkpoint, resolve_checkpoint
 from ..launch import default_device
 from ..layout import StudyLayout, inner_run_identity
 from ..results import order_columns, sweep
 from .scorer import BATCH_SIZE
 from .tasks import DEFAULT_TASKS, Settings, prepare, run_task, task_label
-
-def resolve_checkpoint(path: str | Path) -> Checkpoint:
-    """A checkpoint directory as it is, or a run directory's latest checkpoint."""
-    path = Path(path)
-    if (path / "state.json").is_file():
-        return Checkpoint(path)
-    latest = latest_checkpoint(path) if path.is_dir() else None
-    if latest is None:
-        raise FileNotFoundError(f"{path} is neither a checkpoint (step_*/ with state.json) nor a run with checkpoints")
-    return latest
-
 
 def checkpoint_ids(ckpt: Checkpoint) -> dict[str, Any]:
     """condition, seed, step, tokens of a checkpoint.
