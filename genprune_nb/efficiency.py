@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import Preset
 from .evals.tasks import base_task
-from .plots import condition_palette
+from .plots import condition_palette, short_count
 from .results import COLUMNS as RESULT_COLUMNS
 from .stats import mean_se
 
@@ -215,13 +215,6 @@ def metric_vs_tokens(results: pd.DataFrame, task: str, metric: str, **keys: Any)
 
 # --- figures ----------------------------------------------------------------------------------------------------
 
-def _tokens_label(m: float) -> str:
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if m >= scale:
-            return f"{m / scale:g}{unit}"
-    return f"{m:g}"
-
-
 def plot_data_efficiency(curves: pd.DataFrame, value: str = "val_loss", *, milestones: Sequence[float] | None = None,
                          ylabel: str | None = None, title: str = "Data efficiency") -> plt.Figure:
     """``value`` against tokens seen (log x) per condition, mean ± SE band over seeds, milestones as dotted lines.
@@ -277,7 +270,7 @@ def plot_multiplier(summary: pd.DataFrame, *, title: str = "Effective data multi
     ax.axhline(1.0, color="grey", ls="--", lw=1, label="1× (no advantage)")
     ax.set_xscale("log")
     ticks = sorted(set(df["milestone"]))
-    ax.set_xticks(ticks, [_tokens_label(m) for m in ticks], rotation=45)
+    ax.set_xticks(ticks, [short_count(m, digits=4) for m in ticks], rotation=45)
     ax.minorticks_off()
     ax.set(xlabel="tokens seen by the condition (milestone)",
            ylabel=f"multiplier: {' / '.join(baselines)} tokens ÷ milestone", title=title)

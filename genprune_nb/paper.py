@@ -97,13 +97,6 @@ def _weights(n_layer: int, n_embd: int, vocab_size: int) -> int:
     return n_layer * 12 * n_embd * n_embd + vocab_size * n_embd
 
 
-def _short(x: float) -> str:
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if x >= size:
-            return f"{x / size:.3g}{suffix}"
-    return f"{x:g}"
-
-
 def describe_scale(preset: Preset | str) -> str:
     """This preset's scale next to the paper's, in one line (model shape, inner steps x tokens per step)."""
     p = _as_preset(preset)
@@ -111,9 +104,10 @@ def describe_scale(preset: Preset | str) -> str:
     run = _weights(m.n_layer, m.n_embd, m.vocab_size)
     paper = _weights(**PAPER_MODEL)
     steps, tps = PAPER_INNER["steps"], PAPER_INNER["tokens_per_step"]
-    return (f"preset {p.name}: {m.n_layer} layers x {m.n_embd} ({_short(run)} weights), {t.steps:,} inner steps x "
-            f"{t.tokens_per_step:,} tokens ({_short(t.steps * t.tokens_per_step)}) vs the paper's "
-            f"{_short(paper)}, {steps:,} x {tps:,} ({_short(steps * tps)})")
+    short = plots.short_count
+    return (f"preset {p.name}: {m.n_layer} layers x {m.n_embd} ({short(run)} weights), {t.steps:,} inner steps x "
+            f"{t.tokens_per_step:,} tokens ({short(t.steps * t.tokens_per_step)}) vs the paper's "
+            f"{short(paper)}, {steps:,} x {tps:,} ({short(steps * tps)})")
 
 
 def expected_tasks(preset: Preset | str) -> dict[str, str]:

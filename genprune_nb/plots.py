@@ -25,6 +25,14 @@ def condition_palette(conditions) -> dict[str, object]:
     return {c: CONDITION_COLORS.get(c) or next(spare) for c in condition_order(conditions)}
 
 
+def short_count(x: float, digits: int = 3) -> str:
+    """A count for a label: 49152 -> "49.2k", 1.05e9 -> "1.05B" (``digits`` significant digits)."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= size:
+            return f"{x / size:.{digits}g}{suffix}"
+    return f"{x:.{digits}g}"
+
+
 def save(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
     """Write ``fig`` as ``figures_dir/name.png`` (150 dpi) and return the path."""
     path = Path(figures_dir) / f"{name}.png"
