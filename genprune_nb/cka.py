@@ -44,28 +44,27 @@ def _check_rows(n_a: int, n_b: int, what: str) -> None:
         raise ValueError(f"{what} need the same inputs (rows): {n_a} rows vs {n_b} rows")
 
 
-def hsic(k, l) -> float:
-    """Biased HSIC of two [n, n] Gram matrices, by the definition: tr(K H L H) / (n - 1)², H = I - 11ᵀ/n."""
+def _gram_pair(k, l, what: str, min_n: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Two square Gram matrices of the same size as float64 tensors, and n; refuses fewer than ``min_n`` inputs."""
     k, l = torch.as_tensor(k, dtype=torch.float64), torch.as_tensor(l, dtype=torch.float64)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape != l.shape:
-        raise ValueError(f"hsic needs two square Gram matrices of the same size, got {tuple(k.shape)} and "
+        raise ValueError(f"{what} needs two square Gram matrices of the same size, got {tuple(k.shape)} and "
                          f"{tuple(l.shape)}")
-    n = k.shape[0]
-    if n < 2:
-        raise ValueError(f"hsic needs n >= 2 inputs, got {n}")
+    if k.shape[0] < min_n:
+        raise ValueError(f"{what} needs n >= {min_n} inputs, got {k.shape[0]}")
+    return k, l, k.shape[0]
+
+
+def hsic(k, l) -> float:
+    """Biased HSIC of two [n, n] Gram matrices, by the definition: tr(K H L H) / (n - 1)², H = I - 11ᵀ/n."""
+    k, l, n = _gram_pair(k, l, "hsic", 2)
     h = torch.eye(n, dtype=torch.float64, device=k.device) - 1.0 / n
     return float(torch.trace(k @ h @ l @ h)) / (n - 1) ** 2
 
 
 def hsic1(k, l) -> float:
     """Unbiased HSIC_1 of two [n, n] Gram matrices (n >= 4); the diagonals are ignored (set to zero)."""
-    k, l = torch.as_tensor(k, dtype=torch.float64), torch.as_tensor(l, dtype=torch.float64)
-    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape != l.shape:
-        raise ValueError(f"hsic1 needs two square Gram matrices of the same size, got {tuple(k.shape)} and "
-                         f"{tuple(l.shape)}")
-    n = k.shape[0]
-    if n < MIN_BATCH:
-        raise ValueError(f"the unbiased HSIC_1 needs n >= {MIN_BATCH} inputs, got {n}")
+    k, l, n = _gram_pair(k, l, "the unbiased HSIC_1", MIN_BATCH)
     k, l = k.clone().fill_diagonal_(0.0), l.clone().fill_diagonal_(0.0)
     return float(_hsic1_terms((k * l.T).sum(), k.sum() * l.sum(), k.sum(0) @ l.sum(1), n))
 

@@ -160,8 +160,14 @@ def _skip(panel: str, base: str, metric: str, notebook: str) -> None:
           f"writes them)")
 
 
-def _chosen(results: pd.DataFrame, base: str, task: str | None) -> str | None:
-    return task if task is not None else pick_task(results, base)
+def _panel_rows(results: pd.DataFrame, panel: str, base: str, metric: str, notebook: str, task: str | None,
+                key: str | None = None) -> tuple[str | None, pd.DataFrame]:
+    """(the task label, its ``metric`` rows) for one panel; empty rows with a printed note if the table lacks them."""
+    task = task if task is not None else pick_task(results, base)
+    df = _rows(results, task, metric, key)
+    if df.empty:
+        _skip(panel, base, metric, notebook)
+    return task, df
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -236,10 +242,8 @@ def paper_vs_run(results: pd.DataFrame, preset: Preset | str) -> pd.DataFrame:
 
 def figure_1b_i(results: pd.DataFrame, task: str | None = None) -> plt.Figure | None:
     """Val loss over inner-loop iterations per condition, mean ± SE over seeds (task ``val_loss_curve``)."""
-    task = _chosen(results, VAL_LOSS_TASK, task)
-    df = _rows(results, task, "loss")
+    task, df = _panel_rows(results, "1B-i", VAL_LOSS_TASK, "loss", "02", task)
     if df.empty:
-        _skip("1B-i", VAL_LOSS_TASK, "loss", "02")
         return None
     return plots.condition_curves(df, "value", ylabel="validation loss (nats/token)",
                                   title="Figure 1B-i: val loss during the inner loop")
@@ -286,10 +290,8 @@ def figure_1b_ii(results: pd.DataFrame, tasks: Sequence[str] | None = None) -> p
 
 def figure_1c(results: pd.DataFrame, task: str | None = None) -> plt.Figure | None:
     """Reading-time Pearson r (surprisal vs mean reading time) over inner-loop iterations, mean ± SE over seeds."""
-    task = _chosen(results, behavior.TASK, task)
-    df = _rows(results, task, "pearson_r")
+    task, df = _panel_rows(results, "1C", behavior.TASK, "pearson_r", "04", task)
     if df.empty:
-        _skip("1C", behavior.TASK, "pearson_r", "04")
         return None
     return plots.condition_curves(df, "value", ylabel="Pearson r (surprisal vs reading time)",
                                   title=f"Figure 1C: reading-time alignment ({task})")
@@ -297,10 +299,8 @@ def figure_1c(results: pd.DataFrame, task: str | None = None) -> plt.Figure | No
 
 def figure_1d_i(results: pd.DataFrame, task: str | None = None) -> plt.Figure | None:
     """Brain encoding r per layer (0 = embedding) of each seed's last checkpoint, mean ± SE over seeds."""
-    task = _chosen(results, encoding.TASK, task)
-    df = _rows(results, task, "r", "layer")
+    task, df = _panel_rows(results, "1D-i", encoding.TASK, "r", "05", task, key="layer")
     if df.empty:
-        _skip("1D-i", encoding.TASK, "r", "05")
         return None
     df = final_rows(df).astype({"layer": int})
     fig = plots.condition_curves(df, "value", x="layer", ylabel="encoding r (held-out sentences)",
@@ -312,10 +312,8 @@ def figure_1d_i(results: pd.DataFrame, task: str | None = None) -> plt.Figure | 
 
 def figure_1d_ii(results: pd.DataFrame, task: str | None = None) -> plt.Figure | None:
     """Encoding r from the model's language units (top k% by localizer t), last checkpoints, mean ± SE."""
-    task = _chosen(results, localizer.TASK, task)
-    df = _rows(results, task, "r", "units")
+    task, df = _panel_rows(results, "1D-ii", localizer.TASK, "r", "05", task, key="units")
     if df.empty:
-        _skip("1D-ii", localizer.TASK, "r", "05")
         return None
     df = final_rows(df)
     fig = plots.condition_bars(df, "units", ylabel="encoding r (held-out sentences)",
