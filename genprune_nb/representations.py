@@ -20,6 +20,7 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
+from .alignment.features import neuroid_coords, resolve_layers
 from .cka import cka_matrix
 from .data.shards import read_header, read_shard
 from .lm import model_device
@@ -52,10 +53,7 @@ def token_features(
     cfg = model.config
     if seq_len > cfg.block_size:
         raise ValueError(f"token windows of {seq_len} tokens exceed the model's block_size {cfg.block_size}")
-    layers = list(range(cfg.n_layer + 1)) if layers is None else [int(l) for l in layers]
-    bad = [l for l in layers if not 0 <= l <= cfg.n_layer]
-    if bad or not layers:
-        raise ValueError(f"layers {bad or layers} out of range 0..{cfg.n_layer} (0 = embeddings, i = block i)")
+    layers = resolve_layers(layers, cfg.n_layer)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
@@ -73,8 +71,7 @@ def token_features(
         coords={
             "sequence": ("presentation", np.repeat(np.arange(n_seq), seq_len)),
             "position": ("presentation", np.tile(np.arange(seq_len), n_seq)),
-            "layer": ("neuroid", np.repeat(layers, width)),
-            "unit": ("neuroid", np.tile(np.arange(width), len(layers))),
+            **neuroid_coords(layers, width),
         },
     )
 

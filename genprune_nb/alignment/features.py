@@ -22,6 +22,20 @@ from ..train import autocast_context
 POOLINGS = ("last", "mean")
 
 
+def resolve_layers(layers: Sequence[int] | None, n_layer: int) -> list[int]:
+    """The hidden-state layers to read: all (0 = embeddings .. n_layer) when None; refuses any out of range."""
+    layers = list(range(n_layer + 1)) if layers is None else [int(l) for l in layers]
+    bad = [l for l in layers if not 0 <= l <= n_layer]
+    if bad or not layers:
+        raise ValueError(f"layers {bad or layers} out of range 0..{n_layer} (0 = embeddings, i = block i)")
+    return layers
+
+
+def neuroid_coords(layers: Sequence[int], width: int) -> dict[str, tuple[str, np.ndarray]]:
+    """The ``layer`` and ``unit`` coordinates of a feature array's neuroid dimension (layer-major)."""
+    return {"layer": ("neuroid", np.repeat(layers, width)), "unit": ("neuroid", np.tile(np.arange(width), len(layers)))}
+
+
 def tokenize_sentences(sentences: Sequence[str], *, prefix_eot: bool = True, max_len: int | None = None
                        ) -> list[list[int]]:
     """Token ids of each sentence, optionally after ``<|endoftext|>``; refuses empty or too long sentences."""
@@ -59,10 +73,7 @@ def sentence_features(
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     n_layer, width = model.config.n_layer, model.config.n_embd
-    layers = list(range(n_layer + 1)) if layers is None else [int(l) for l in layers]
-    bad = [l for l in layers if not 0 <= l <= n_layer]
-    if bad:
-        raise ValueError(f"layers {bad} out of range 0..{n_layer} (0 = embeddings, i = block i)")
+    layers = resolve_layers(layers, n_layer)
     tokens = tokenize_sentences(sentences, prefix_eot=prefix_eot, max_len=model.config.block_size)
     device = model_device(model)
     out = np.empty((len(tokens), len(layers), width), dtype=np.float32)
@@ -89,8 +100,7 @@ def sentence_features(
         dims=("presentation", "neuroid"),
         coords={
             "stimulus": ("presentation", np.asarray(sentences, dtype=object)),
-            "layer": ("neuroid", np.repeat(layers, width)),
-            "unit": ("neuroid", np.tile(np.arange(width), len(layers))),
+            **neuroid_coords(layers, width),
         },
         attrs={"pooling": pooling, "prefix_eot": int(prefix_eot)},
     )
