@@ -170,6 +170,12 @@ def effective_data_multiplier(
     return Multiplier(per_seed, summarize_multiplier(per_seed))
 
 
+def effective_data_multipliers(curves: pd.DataFrame, conditions: Sequence[str], **kwargs) -> pd.DataFrame:
+    """The summaries of :func:`effective_data_multiplier` for several conditions, one tidy frame."""
+    return pd.concat([effective_data_multiplier(curves, condition=c, **kwargs).summary for c in conditions],
+                     ignore_index=True)
+
+
 def summarize_multiplier(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Mean ± SE over seeds of the multiplier per (condition, baseline, milestone), with any lower bound flagged."""
     _require_columns(per_seed, ["milestone", "multiplier", "lower_bound"], "per-seed multipliers")

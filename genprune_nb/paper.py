@@ -297,7 +297,8 @@ def figure_1c(results: pd.DataFrame, task: str | None = None) -> plt.Figure | No
                                   title=f"Figure 1C: reading-time alignment ({task})")
 
 
-def figure_1d_i(results: pd.DataFrame, task: str | None = None) -> plt.Figure | None:
+def figure_1d_i(results: pd.DataFrame, task: str | None = None, ceiling: float = NOISE_CEILING
+                ) -> plt.Figure | None:
     """Brain encoding r per layer (0 = embedding) of each seed's last checkpoint, mean ± SE over seeds."""
     task, df = _panel_rows(results, "1D-i", encoding.TASK, "r", "05", task, key="layer")
     if df.empty:
@@ -305,12 +306,13 @@ def figure_1d_i(results: pd.DataFrame, task: str | None = None) -> plt.Figure | 
     df = final_rows(df).astype({"layer": int})
     fig = plots.condition_curves(df, "value", x="layer", ylabel="encoding r (held-out sentences)",
                                  title=f"Figure 1D-i: brain encoding per layer ({task})")
-    plots.reference_line(fig, NOISE_CEILING, "noise ceiling")
+    plots.reference_line(fig, ceiling, "noise ceiling")
     fig.axes[0].set_xticks(sorted(df["layer"].unique()))
     return fig
 
 
-def figure_1d_ii(results: pd.DataFrame, task: str | None = None) -> plt.Figure | None:
+def figure_1d_ii(results: pd.DataFrame, task: str | None = None, ceiling: float = NOISE_CEILING
+                 ) -> plt.Figure | None:
     """Encoding r from the model's language units (top k% by localizer t), last checkpoints, mean ± SE."""
     task, df = _panel_rows(results, "1D-ii", localizer.TASK, "r", "05", task, key="units")
     if df.empty:
@@ -319,7 +321,7 @@ def figure_1d_ii(results: pd.DataFrame, task: str | None = None) -> plt.Figure |
     fig = plots.condition_bars(df, "units", ylabel="encoding r (held-out sentences)",
                                title=f"Figure 1D-ii: language units ({task})")
     fig.axes[0].set_xlabel("language units (top k% by localizer t)")
-    plots.reference_line(fig, NOISE_CEILING, "noise ceiling")
+    plots.reference_line(fig, ceiling, "noise ceiling")
     return fig
 
 

@@ -273,6 +273,13 @@ def consecutive_cka(features: Mapping[str, xr.DataArray], **kwargs) -> dict[str,
     return {f"{a} → {b}": layer_cka(features[a], features[b], **kwargs) for a, b in zip(names, names[1:])}
 
 
+def pairwise_cka(features: Mapping[str, xr.DataArray], label: str = "", **kwargs) -> dict[str, xr.DataArray]:
+    """:func:`layer_cka` of every pair of entries, in their order, keyed ``"A vs B"`` (plus ``label``)."""
+    names = list(features)
+    return {f"{a} vs {b}{label}": layer_cka(features[a], features[b], **kwargs)
+            for i, a in enumerate(names) for b in names[i + 1:]}
+
+
 def diagonal_cka(features: Mapping[str, xr.DataArray], reference: str, **kwargs) -> pd.DataFrame:
     """Same-layer CKA of every entry with ``features[reference]``: columns model, layer, cka (tidy)."""
     if reference not in features:
@@ -285,6 +292,21 @@ def diagonal_cka(features: Mapping[str, xr.DataArray], reference: str, **kwargs)
                 rows.append({"model": name, "layer": int(layer),
                              "cka": float(matrix.sel(layer_a=layer, layer_b=layer))})
     return pd.DataFrame(rows, columns=["model", "layer", "cka"])
+
+
+def cka_over_training(
+    runs: Mapping[str, Mapping[int, object]], tokens: torch.Tensor, *, device: str | torch.device = "cpu", **kwargs
+) -> pd.DataFrame:
+    """Same-layer CKA of every kept checkpoint of each run with the run's last one: columns run, step, layer, cka.
+
+    ``runs`` maps a name (e.g. the condition) to ``{step: ModelRef}``; features on the same ``tokens`` for all.
+    """
+    frames = []
+    for name, by_step in runs.items():
+        feats = features_of({step: by_step[step] for step in sorted(by_step)}, tokens, device=device)
+        table = diagonal_cka(feats, max(by_step), **kwargs).rename(columns={"model": "step"})
+        frames.append(table.assign(run=name)[["run", "step", "layer", "cka"]])
+    return pd.concat(frames, ignore_index=True)
 
 
 def plot_cka_lines(df: pd.DataFrame, *, x: str = "layer", hue: str = "model", col: str | None = None,

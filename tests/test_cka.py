@@ -315,7 +315,8 @@ def test_plot_cka_heatmaps(small_gpts, tokens):
 
 
 def test_the_study_comparisons(small_gpts, tokens):
-    from genprune_nb.representations import consecutive_cka, diagonal_cka, features_of, plot_cka_lines
+    from genprune_nb.representations import (
+        cka_over_training, consecutive_cka, diagonal_cka, features_of, pairwise_cka, plot_cka_lines)
 
     a, b = small_gpts
     feats = features_of({"A": a, "B": b, "A again": a}, tokens)
@@ -329,5 +330,12 @@ def test_the_study_comparisons(small_gpts, tokens):
     np.testing.assert_allclose(diagonal.loc[diagonal["model"] == "B", "cka"], np.diag(cross.values), rtol=1e-12)
     with pytest.raises(KeyError, match="reference 'C'"):
         diagonal_cka(feats, "C")
+    pairs = pairwise_cka(feats, ", step 9", batch_size=64)
+    assert list(pairs) == ["A vs B, step 9", "A vs A again, step 9", "B vs A again, step 9"]
+    np.testing.assert_allclose(np.diag(pairs["A vs A again, step 9"].values), 1.0, rtol=1e-9)
+    over = cka_over_training({"run": {0: b, 5: a}}, tokens, batch_size=64)
+    assert list(over.columns) == ["run", "step", "layer", "cka"] and len(over) == 6
+    np.testing.assert_allclose(over.loc[over["step"] == 5, "cka"], 1.0, rtol=1e-9)  # the final vs itself
+    np.testing.assert_allclose(over.loc[over["step"] == 0, "cka"], np.diag(cross.values), rtol=1e-12)
     fig = plot_cka_lines(diagonal, title="t")
     assert len(fig.axes[0].lines) >= 3

@@ -17,6 +17,7 @@ from genprune_nb.efficiency import (  # noqa: E402
     PAPER_MILESTONES,
     curve_at,
     effective_data_multiplier,
+    effective_data_multipliers,
     metric_vs_tokens,
     milestones,
     plot_data_efficiency,
@@ -84,6 +85,10 @@ def test_multiplier_equals_hand_computation_and_flags_lower_bounds():
     assert summary["lower_bound"].tolist() == [False, False, False, True]
     np.testing.assert_allclose(summary["mean"], [4 / 3, 1.5, 2.0, 4 / 3])
     assert summary["n"].tolist() == [1, 1, 1, 1]
+    # several conditions in one frame: the NoConnectome curve against itself is 1x wherever it has data
+    both = effective_data_multipliers(curves, ["Connectome", "NoConnectome"], milestones=[100, 200])
+    assert both["condition"].tolist() == ["Connectome", "Connectome", "NoConnectome", "NoConnectome"]
+    np.testing.assert_allclose(both["mean"], [1.5, 2.0, 1.0, 1.0])
 
 
 def test_lower_bound_is_not_extrapolated():
