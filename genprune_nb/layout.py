@@ -53,12 +53,6 @@ class StudyLayout:
     def connectome_file(self) -> Path:
         return self.final_connectome()
 
-    def criteria(self) -> list[str]:
-        """Pruning criteria whose outer loop has a final connectome, magnitude first."""
-        found = [PAPER_CRITERION] if self.final_connectome().exists() else []
-        found += sorted(p.parent.name.removeprefix("outer_") for p in self.root.glob("outer_*/connectome.gpc"))
-        return found
-
     def inner_run(self, condition: str, seed: int) -> Path:
         return self.root / "inner" / condition / f"seed_{seed}"
 

@@ -61,18 +61,6 @@ def given_scores(scores: Mapping[str, torch.Tensor]) -> Criterion:
     return score
 
 
-def get_criterion(name: str, **kwargs) -> Criterion:
-    """The entry-wise criterion ``name``: magnitude, random (``seed``) or attribution (``scores``)."""
-    if name == "magnitude":
-        return magnitude
-    if name == "random":
-        return random_scores(kwargs.get("seed", 0))
-    if name == "attribution":
-        return given_scores(kwargs["scores"])
-    raise ValueError(f"unknown pruning criterion {name!r}; choose one of {', '.join(CRITERIA[:3])} "
-                     f"(or 'structured' through prune_by)")
-
-
 def prunable_names(state: Mapping[str, torch.Tensor], prune_embeddings: bool = True) -> list[str]:
     """Every 2-D weight, in state-dict order; without ``wte`` / ``lm_head`` unless ``prune_embeddings``."""
     return [n for n, t in state.items() if t.dim() == 2 and (prune_embeddings or n not in EMBEDDINGS)]

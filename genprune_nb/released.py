@@ -325,7 +325,7 @@ def add_released_to_study(
         run_dir = study.inner_run(condition, seed)
         existing = latest_checkpoint(run_dir)
         if existing is not None:
-            if "released_from" not in existing.state():
+            if not is_released_run(run_dir):
                 raise ValueError(f"{run_dir} holds a trained run, not a released model; give {source!r} another "
                                  "condition name")
             continue

@@ -5,7 +5,7 @@ import torch
 from genprune_nb.config import ModelConfig, OuterConfig
 from genprune_nb.connectome import Connectome, file_bits_per_weight, reinit_scales
 from genprune_nb.model import GPT
-from genprune_nb.pruning import get_criterion, magnitude, prunable_names, prune
+from genprune_nb.pruning import prunable_names, prune
 
 
 def test_layer_pruning_removes_the_smallest_survivors_by_hand():
@@ -44,13 +44,10 @@ def test_repeated_pruning_reaches_0_8_to_the_g():
         assert abs(int(masks["x"].sum()) - 0.8**g * w["x"].numel()) <= 1.5
 
 
-def test_prunable_names_and_criteria():
+def test_prunable_names():
     state = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=8)).state_dict()
     assert len(prunable_names(state)) == 6
     assert "lm_head.weight" not in prunable_names(state, prune_embeddings=False)
-    assert get_criterion("magnitude") is magnitude
-    with pytest.raises(ValueError, match="unknown pruning criterion 'snip'"):
-        get_criterion("snip")
 
 
 @pytest.fixture
