@@ -6,6 +6,7 @@ notebook can plot any of them against training with one ``groupby``. Re-running 
 """
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -20,6 +21,9 @@ from .model import GPT
 
 ID_COLUMNS = ["condition", "seed", "step", "tokens"]
 COLUMNS = ID_COLUMNS + ["task", "metric", "value", "n"]
+_INTEGER_COLUMNS = ("seed", "step", "tokens")
+_NUMERIC_COLUMNS = ("value", "n")  # NaN allowed: a metric may be undefined for a checkpoint
+_LABEL_COLUMNS = ("condition", "task", "metric")
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,7 @@ class ResultsTable:
     def load(self) -> pd.DataFrame:
         if not self.path.exists():
             return pd.DataFrame(columns=COLUMNS)
-        df = pd.read_csv(self.path)
-        missing = [c for c in COLUMNS if c not in df.columns]
-        if missing:
-            raise ValueError(f"{self.path}: not a results table, columns {missing} are missing")
-        return df
+        return read_results_csv(self.path)
 
     def has(self, ref: ModelRef, task: str) -> bool:
         df = self.load()
@@ -73,6 +73,47 @@ class ResultsTable:
         with atomic.atomic_path(self.path) as tmp:
             df.to_csv(tmp, index=False)
         return df
+
+
+def read_results_csv(path: Path) -> pd.DataFrame:
+    """The table at ``path``, refused with the file and line (header = line 1) of the first damaged row.
+
+    A row with another number of fields than the header, a non-integer seed / step / tokens, a non-numeric value
+    or n, or an empty condition / task / metric would otherwise load as a NaN row that a sweep counts as done.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                raise ValueError(f"{path}: not a results table, the header line is missing")
+            lines, end = [], reader.line_num  # lines[i]: the line where data row i starts
+            for row in reader:
+                if row:  # blank lines are skipped, as pandas does
+                    if len(row) != len(header):
+                        raise ValueError(f"{path}: line {end + 1} has {len(row)} fields, the header {len(header)}")
+                    lines.append(end + 1)
+                end = reader.line_num
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable CSV file ({e})") from None
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{path}: not a results table, columns {missing} are missing")
+    df = pd.read_csv(path)
+    for column in COLUMNS:
+        raw = df[column]
+        number = pd.to_numeric(raw, errors="coerce")
+        if column in _INTEGER_COLUMNS:
+            bad, want = number.isna() | (number % 1 != 0), "an integer"
+        elif column in _NUMERIC_COLUMNS:
+            bad, want = number.isna() & raw.notna(), "a number"
+        else:
+            bad, want = raw.isna() | (raw.astype(str).str.strip() == ""), "a non-empty label"
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            value = "empty" if pd.isna(raw.iloc[i]) else f"'{raw.iloc[i]}'"
+            raise ValueError(f"{path}: line {lines[i]}: {column} is {value}, expected {want}")
+    return df
 
 
 def order_columns(df: pd.DataFrame) -> pd.DataFrame:

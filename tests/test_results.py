@@ -73,3 +73,27 @@ def test_study_layout_lists_inner_checkpoints_in_order(tmp_path):
     assert refs[1].tokens == 5120
     final = study.model_refs(conditions=["Connectome"], final_only=True)
     assert [(r.seed, r.step) for r in final] == [(2, 10), (10, 10)]
+
+
+_GOOD = "condition,seed,step,tokens,task,metric,value,n\nConnectome,0,10,100,blimp,acc,0.5,10\nConnectome,0,20,200,blimp,acc,,\n"
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    ("Connectome,0,30,300,blimp,acc", "line 4 has 6 fields, the header 8"),  # a truncated row
+    ("Connectome,0,30,300,blimp,acc,0.5,10,7", "line 4 has 9 fields"),
+    ("Connectome,,30,300,blimp,acc,0.5,10", "line 4: seed is empty, expected an integer"),
+    ("Connectome,0,3x,300,blimp,acc,0.5,10", "line 4: step is '3x', expected an integer"),
+    ("Connectome,0,30,2.5,blimp,acc,0.5,10", "line 4: tokens is '2.5', expected an integer"),
+    ("Connectome,0,30,300,,acc,0.5,10", "line 4: task is empty"),
+    ("Connectome,0,30,300,blimp,acc,high,10", "line 4: value is 'high', expected a number"),
+    ("\n\nConnectome,0,30,300,blimp,acc,0.5,ten", "line 6: n is 'ten'"),  # blank lines still count
+])
+def test_a_damaged_results_row_is_refused_naming_file_and_line(tmp_path, bad_row, message):
+    path = tmp_path / "results.csv"
+    path.write_text(_GOOD + bad_row + "\n")
+    with pytest.raises(ValueError, match=f"results.csv: {message}"):
+        ResultsTable(path).load()
+    path.write_text(_GOOD)  # an undefined (NaN) value and n are legitimate
+    df = ResultsTable(path).load()
+    assert len(df) == 2 and math.isnan(df["value"].iloc[1])
+    assert ResultsTable(path).has(ModelRef("Connectome", 0, 20, 200, tmp_path), "blimp")
