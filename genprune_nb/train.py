@@ -29,7 +29,7 @@ from .checkpoint import (
 )
 from .config import Preset, TrainConfig, dumps
 from .data.loader import TokenLoader
-from .data.shards import find_shards
+from .data.manifest import corpus_shards
 from .launch import DistContext, init_distributed
 from .model import GPT, flops_per_token, peak_flops
 from .optim import WeightMask, build_optimizer, set_lr
@@ -129,8 +129,8 @@ def train_step(
 
 
 def shard_files(preset: Preset, corpus: str) -> list[Path]:
-    """Token shards of the preset's ``val``, ``large`` (L) or ``small`` (S) corpus."""
-    return find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
+    """Token shards of the preset's ``val``, ``large`` (L) or ``small`` (S) corpus, checked against its manifest."""
+    return corpus_shards(preset.data, corpus)
 
 
 def train(

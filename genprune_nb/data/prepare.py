@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 from ..atomic import write_json
 from ..config import Preset
 from ..tokenizer import EOT, get_tokenizer
+from .catalog import sha256
+from .manifest import corpus_shards
 from .shards import write_shard
 
 SPLITS = ("val", "small", "train")  # in document order: held-out val, the small corpus S, the large corpus L
@@ -35,6 +37,7 @@ class _ShardWriter:
         self.index = 0  # runs on across splits, as in llm.c
         self.files: dict[str, list[str]] = {s: [] for s in SPLITS}
         self.tokens = {s: 0 for s in SPLITS}
+        self.n_tokens: dict[str, int] = {}  # per shard, for the manifest
         self.split: str | None = None  # the split the buffer is filling
 
     def add(self, split: str, tokens: np.ndarray) -> None:
@@ -57,6 +60,7 @@ class _ShardWriter:
         write_shard(self.out_dir / fname, self.buf[: self.fill])
         self.files[split].append(fname)
         self.tokens[split] += self.fill
+        self.n_tokens[fname] = self.fill
         self.index += 1
         self.fill = 0
 
@@ -82,7 +86,8 @@ def prepare_documents(
     The first ``val_documents`` form the val split, the next ``small_documents`` the ``small`` split (the inner
     loop's corpus S) and the rest the ``train`` split (the outer loop's corpus L): three disjoint token sets.
 
-    Every shard and ``{name}_meta.json`` is written atomically. Existing ``{name}`` shards are an error unless
+    Every shard and ``{name}_meta.json`` (the manifest that runs check the shards against, with each shard's
+    token count and sha256: ``genprune_nb.data.manifest``) is written atomically. Existing ``{name}`` shards are an error unless
     ``overwrite``; then shards of the old set that the new one does not rewrite are removed at the end.
     ``source`` (JSON-serialisable) is recorded in the meta file. Returns the meta dict plus ``out_dir``:
     ``files`` and ``tokens`` per split, ``documents`` per split.
@@ -123,6 +128,8 @@ def prepare_documents(
         "name": name,
         "files": writer.files,
         "tokens": writer.tokens,
+        "n_tokens": writer.n_tokens,
+        "sha256": {f: sha256(out_dir / f) for f in writer.n_tokens},
         "documents": n_docs,
         "shard_tokens": shard_tokens,
         "tokenizer": "gpt2",
@@ -213,11 +220,10 @@ def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
 def ensure_corpora(preset: Preset, *, progress: bool = True) -> None:
     """Make the preset's three corpora (val, S, L) available: tokenize text or download shards, if missing."""
     from . import catalog
-    from .shards import find_shards
 
     try:
         for corpus in CORPORA:
-            find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
+            corpus_shards(preset.data, corpus)
         return
     except FileNotFoundError:
         pass
@@ -231,11 +237,11 @@ def corpora_summary(preset: Preset) -> "pd.DataFrame":
     """One row per corpus (val, small S, large L): shard files and tokens, read from the shard headers."""
     import pandas as pd
 
-    from .shards import find_shards, read_header
+    from .shards import read_header
 
     rows = []
     for corpus in CORPORA:
-        files = find_shards(preset.data.tokens_dir, preset.data.patterns(corpus))
+        files = corpus_shards(preset.data, corpus)
         rows.append({"corpus": corpus, "files": len(files), "tokens": sum(read_header(f).n_tokens for f in files),
                      "first_file": files[0].name})
     return pd.DataFrame(rows)

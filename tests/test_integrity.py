@@ -1,0 +1,73 @@
+"""Input integrity (issue 12 item 5): damaged or mismatched inputs are refused with the file, row or tensor named."""
+import json
+
+import numpy as np
+import pytest
+
+from genprune_nb.config import get_preset, override
+from genprune_nb.data.catalog import sha256
+from genprune_nb.data.prepare import prepare_documents
+from genprune_nb.data.shards import ShardError, read_shard, write_shard
+from genprune_nb.train import shard_files
+
+SMOKE = get_preset("smoke")
+DOCS = [f"Document number {i} says something a little different from the others." for i in range(12)]
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """A prepared shard set with several train shards and the preset that reads it."""
+    prepare_documents(DOCS, tmp_path, "tiny", val_documents=2, small_documents=2, shard_tokens=40, progress=False)
+    preset = override(SMOKE, [f"data.tokens_dir={tmp_path}", "data.shard_prefix=tiny"])
+    return preset, tmp_path
+
+
+def test_the_manifest_records_each_shards_tokens_and_sha256(prepared):
+    preset, root = prepared
+    meta = json.loads((root / "tiny_meta.json").read_text())
+    names = [n for split in meta["files"].values() for n in split]
+    assert sorted(meta["n_tokens"]) == sorted(meta["sha256"]) == sorted(names)
+    for name in names:
+        assert meta["n_tokens"][name] == len(read_shard(root / name))
+        assert meta["sha256"][name] == sha256(root / name)
+
+
+def test_a_missing_middle_shard_stops_a_fresh_run(prepared):
+    preset, root = prepared
+    large = shard_files(preset, "large")
+    assert len(large) >= 3
+    large[1].unlink()
+    with pytest.raises(ShardError, match=rf"{large[1].name}: shard missing, though .*tiny_meta.json lists it"):
+        shard_files(preset, "large")
+    assert len(shard_files(preset, "val")) >= 1  # the other corpora are intact
+    (root / "tiny_meta.json").unlink()  # as for FineWeb shards fetched from the hub: only the glob applies
+    assert shard_files(preset, "large") == [large[0], *large[2:]]
+
+
+def test_an_unlisted_or_rewritten_shard_is_refused(prepared):
+    preset, root = prepared
+    large = shard_files(preset, "large")
+    extra = root / "tiny_train_000099.bin"
+    write_shard(extra, np.arange(50))
+    with pytest.raises(ShardError, match=r"tiny_train_000099.bin: shard not listed in .*tiny_meta.json"):
+        shard_files(preset, "large")
+    extra.unlink()
+    write_shard(large[0], read_shard(large[0])[:-3].copy())  # a valid shard, but not the prepared one
+    with pytest.raises(ShardError, match=rf"{large[0].name}: holds \d+ tokens, .*tiny_meta.json records \d+"):
+        shard_files(preset, "large")
+
+
+def test_a_manifest_without_per_shard_counts_still_checks_them(prepared):
+    preset, root = prepared
+    path = root / "tiny_meta.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("n_tokens", "sha256")}))
+    assert shard_files(preset, "large")  # the counts follow from shard_tokens and the split totals
+    last = shard_files(preset, "large")[-1]
+    write_shard(last, read_shard(last)[:-1].copy())
+    with pytest.raises(ShardError, match=rf"{last.name}: holds"):
+        shard_files(preset, "large")
+    path.write_text("{not json")
+    with pytest.raises(ShardError, match="tiny_meta.json: not a readable shard manifest"):
+        shard_files(preset, "large")
+
