@@ -48,7 +48,7 @@ def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> di
     """Taylor scores of ``model`` over ``outer.attribution_batches`` seeded micro-batches of the large corpus L."""
     cfg = preset.train
     loader = TokenLoader(shard_files(preset, "large"), cfg.micro_batch_size, cfg.seq_len,
-                         shuffle_seed=cfg.seed + 7919 * (g + 1))
+                         shuffle_seed=cfg.seed + 7919 * (g + 1), vocab_size=preset.model.vocab_size)
     batches = (loader.next_batch() for _ in range(preset.outer.attribution_batches))
     return taylor_scores(model.to(device), batches,
                          forward_context=lambda: autocast_context(device, cfg.autocast_dtype))

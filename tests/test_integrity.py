@@ -71,3 +71,17 @@ def test_a_manifest_without_per_shard_counts_still_checks_them(prepared):
     with pytest.raises(ShardError, match="tiny_meta.json: not a readable shard manifest"):
         shard_files(preset, "large")
 
+
+
+def test_training_on_a_token_id_beyond_the_vocabulary_names_shard_and_offset(tmp_path):
+    from genprune_nb.train import train
+
+    preset = override(SMOKE, ["train.steps=2", "train.warmup_steps=1", "train.decay_steps=1"])
+    tokens = np.arange(3000) % 1000
+    tokens[345] = preset.model.vocab_size  # one past the embedding
+    write_shard(tmp_path / "t_train_000000.bin", tokens)
+    write_shard(tmp_path / "t_val_000000.bin", np.arange(3000) % 1000)
+    with pytest.raises(ShardError, match=rf"t_train_000000.bin: token id {preset.model.vocab_size} at token "
+                                         r"offset 345 is outside the model's vocabulary"):
+        train(preset, tmp_path / "run", train_files=[tmp_path / "t_train_000000.bin"],
+              val_files=[tmp_path / "t_val_000000.bin"], progress=False)

@@ -128,3 +128,13 @@ def test_shuffled_order_covers_the_same_blocks_differently_and_resumes(shards):
     assert all(torch.equal(r, resumed.next_batch()[0]) for r in rest)
     with pytest.raises(ValueError, match="shuffle_seed"):
         TokenLoader(shards, B, T, shuffle_seed=2).load_state_dict(state)
+
+
+def test_a_token_id_outside_the_vocabulary_names_shard_and_offset(shards):
+    loader = TokenLoader(shards, 2, 4, vocab_size=2050)  # shard 2 holds 2000..2079: offset 50 is the first bad id
+    for _ in range((LENGTHS[0] - 1) // 8 + (LENGTHS[1] - 1) // 8):
+        loader.next_batch()  # shards 0 and 1 are within the vocabulary
+    with pytest.raises(ValueError, match=r"d_train_000002.bin: token id 2050 at token offset 50 is outside the "
+                                         r"model's vocabulary \(vocab_size 2050\)"):
+        loader.next_batch()
+    assert TokenLoader(shards, 2, 4, vocab_size=2080).next_batch()  # the largest id 2079 fits

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .shards import read_header, read_shard
+from .shards import ShardError, read_header, read_shard
 
 
 def tokens_per_step(batch_size: int, seq_len: int, world_size: int = 1) -> int:
@@ -29,6 +29,8 @@ class TokenLoader:
     With ``shuffle_seed`` the step-sized blocks of each shard are visited in a permuted order drawn from
     (seed, epoch, shard): seeds see the same tokens per epoch in different orders, still deterministic and
     resumable. Without it the order is sequential (DESIGN.md §4).
+
+    With ``vocab_size`` each shard is checked once, when first opened, for token ids the model cannot embed.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class TokenLoader:
         rank: int = 0,
         world_size: int = 1,
         shuffle_seed: int | None = None,
+        vocab_size: int | None = None,
     ):
         if not files:
             raise ValueError("TokenLoader needs at least one shard file")
@@ -48,6 +51,8 @@ class TokenLoader:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.files = [Path(f) for f in files]
         self.shuffle_seed = shuffle_seed
+        self.vocab_size = vocab_size
+        self._in_vocab: set[int] = set()  # shards already checked against vocab_size
         self.batch_size, self.seq_len, self.rank, self.world_size = batch_size, seq_len, rank, world_size
         self.step_tokens = tokens_per_step(batch_size, seq_len, world_size)
         # headers are checked up front (cheap), so a bad or short shard fails now, not hours into training
@@ -71,7 +76,11 @@ class TokenLoader:
 
     def _tokens(self) -> np.ndarray:
         if self._open is None or self._open[0] != self.shard:
-            self._open = (self.shard, read_shard(self.files[self.shard]))  # the previous map is released
+            tokens = read_shard(self.files[self.shard])
+            if self.vocab_size is not None and self.shard not in self._in_vocab:
+                _check_vocab(self.files[self.shard], tokens, self.vocab_size)
+                self._in_vocab.add(self.shard)
+            self._open = (self.shard, tokens)  # the previous map is released
         return self._open[1]
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,3 +139,11 @@ class TokenLoader:
         if epoch < 0:
             raise ValueError(f"loader state epoch={epoch} is negative")
         self.shard, self.position, self.epoch = shard, position, epoch
+
+
+def _check_vocab(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
+    """Refuse a shard holding a token id >= ``vocab_size`` (the embedding would fail on it mid-run)."""
+    if tokens.size and int(tokens.max()) >= vocab_size:
+        offset = int(np.argmax(tokens >= vocab_size))
+        raise ShardError(f"{path}: token id {int(tokens[offset])} at token offset {offset} is outside the "
+                         f"model's vocabulary (vocab_size {vocab_size})")

@@ -87,8 +87,9 @@ def prepare_documents(
     loop's corpus S) and the rest the ``train`` split (the outer loop's corpus L): three disjoint token sets.
 
     Every shard and ``{name}_meta.json`` (the manifest that runs check the shards against, with each shard's
-    token count and sha256: ``genprune_nb.data.manifest``) is written atomically. Existing ``{name}`` shards are an error unless
-    ``overwrite``; then shards of the old set that the new one does not rewrite are removed at the end.
+    token count and sha256: ``genprune_nb.data.manifest``) is written atomically. Existing ``{name}`` shards are
+    an error unless ``overwrite``; then shards of the old set that the new one does not rewrite are removed at the
+    end.
     ``source`` (JSON-serialisable) is recorded in the meta file. Returns the meta dict plus ``out_dir``:
     ``files`` and ``tokens`` per split, ``documents`` per split.
     """

@@ -10,6 +10,7 @@ from ..config import Preset
 from ..data.loader import TokenLoader
 from ..launch import DistContext
 from ..lm import model_device
+from ..model import GPT
 from ..train import shard_files, validation_batches, validation_loss
 
 
@@ -26,7 +27,8 @@ def val_loss(
 
     ``tokens`` is rounded down to whole batches of ``batch_size`` x ``seq_len``; ``n`` is the number actually used.
     """
-    loader = TokenLoader(files, batch_size, seq_len)
+    vocab_size = model.config.vocab_size if isinstance(model, GPT) else None
+    loader = TokenLoader(files, batch_size, seq_len, vocab_size=vocab_size)
     n_batches = validation_batches(tokens, loader)
     value = validation_loss(model, loader, n_batches, DistContext(device=model_device(model)), dtype)
     return {"metric": "loss", "value": value, "n": n_batches * loader.step_tokens}
