@@ -17,7 +17,7 @@ import torch
 from . import ternary_codec
 from .config import ModelConfig, OuterConfig
 from .model import GPT, init_std
-from .pruning import mlp_unit_pairs
+from .pruning import check_covers, mlp_unit_pairs
 
 
 @dataclass
@@ -75,13 +75,12 @@ class Connectome:
     def init_state(self, model_cfg: ModelConfig, seed: int) -> dict[str, torch.Tensor]:
         """Initial weights of a model grown from this connectome: sign x c where wired, 0 where pruned.
 
-        Tensors outside the connectome (e.g. exempted embeddings) get the standard random init of ``seed``.
+        Tensors outside the connectome (exempted embeddings only: it must cover every other prunable tensor, in
+        its shape) get the standard random init of ``seed``.
         """
         state = GPT(model_cfg, seed=seed).state_dict()
+        check_covers(self.signs, state, "connectome", self.meta.get("prune_embeddings"))
         for name, s in self.signs.items():
-            if tuple(state[name].shape) != tuple(s.shape):
-                raise ValueError(f"connectome tensor {name!r} has shape {tuple(s.shape)}, "
-                                 f"the model {tuple(state[name].shape)}")
             state[name] = s.to(state[name].dtype) * self.scales[name]
         return state
 

@@ -70,7 +70,8 @@ def _prune_generation(
     sign_weights = weights if outer.sign_source == "trained" else GPT(preset.model, seed=preset.train.seed).state_dict()
     connectome = Connectome.from_weights(
         new_masks, sign_weights, reinit_scales(preset.model, names, outer),
-        meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "preset": preset.name},
+        meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "preset": preset.name,
+              "prune_embeddings": outer.prune_embeddings},
     )
     path = study.connectome(g, outer.criterion)
     size = connectome.save(path)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .pruning import check_covers
 
 
 class WeightMask:
@@ -14,20 +15,18 @@ class WeightMask:
 
     ``apply_to_grads`` runs after backward and before clipping (so pruned entries do not count in the
     gradient norm); ``apply_to_weights`` runs after the optimizer step and whenever weights are (re)loaded,
-    so a pruned weight is exactly zero at every forward.
+    so a pruned weight is exactly zero at every forward. The masks must cover every prunable tensor
+    (``pruning.check_covers``): one left out would train dense.
     """
 
     def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor]):
         params = dict(model.named_parameters())
+        check_covers(masks, params)  # every prunable tensor, each of its shape
         self.names: list[str] = []
         self._params: list[nn.Parameter] = []
         self._masks: list[torch.Tensor] = []
         for name, mask in masks.items():
-            if name not in params:
-                raise KeyError(f"mask for {name!r}: the model has no such parameter")
             p = params[name]
-            if tuple(mask.shape) != tuple(p.shape):
-                raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, the parameter {tuple(p.shape)}")
             self.names.append(name)
             self._params.append(p)
             self._masks.append((mask != 0).to(device=p.device, dtype=p.dtype))

@@ -66,6 +66,33 @@ def prunable_names(state: Mapping[str, torch.Tensor], prune_embeddings: bool = T
     return [n for n, t in state.items() if t.dim() == 2 and (prune_embeddings or n not in EMBEDDINGS)]
 
 
+def check_covers(
+    masks: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    what: str = "mask set",
+    prune_embeddings: bool | None = None,
+) -> None:
+    """Refuse masks that do not fit the model tensor for tensor; the error names the tensor.
+
+    A tensor the model lacks or of another shape cannot be applied; a prunable tensor left out would silently
+    train dense (e.g. a connectome of a 2-layer model grown into 3 layers). Which tensors must be covered:
+    ``prunable_names``, with ``wte`` / ``lm_head`` only if the masks were made with embeddings: ``prune_embeddings``
+    where their maker recorded it, else the names tell (a set with neither embedding was made without them).
+    """
+    for name, mask in masks.items():
+        if name not in state:
+            raise ValueError(f"{what}: tensor {name!r} is not a parameter of the model")
+        if tuple(mask.shape) != tuple(state[name].shape):
+            raise ValueError(f"{what}: tensor {name!r} has shape {tuple(mask.shape)}, "
+                             f"the model's {tuple(state[name].shape)}")
+    if prune_embeddings is None:
+        prune_embeddings = any(n in masks for n in EMBEDDINGS)
+    missing = [n for n in prunable_names(state, prune_embeddings) if n not in masks]
+    if missing:
+        raise ValueError(f"{what} does not cover the model's prunable tensor {missing[0]!r} ({len(missing)} "
+                         f"tensors uncovered; made for another model shape?)")
+
+
 def _count(fraction: float, survivors: int) -> int:
     return int(round(fraction * survivors))
 

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.catalog import sha256
@@ -85,3 +86,66 @@ def test_training_on_a_token_id_beyond_the_vocabulary_names_shard_and_offset(tmp
                                          r"offset 345 is outside the model's vocabulary"):
         train(preset, tmp_path / "run", train_files=[tmp_path / "t_train_000000.bin"],
               val_files=[tmp_path / "t_val_000000.bin"], progress=False)
+
+
+def _connectome(cfg, prune_embeddings=True, meta=None):
+    from genprune_nb.connectome import Connectome
+    from genprune_nb.model import GPT
+    from genprune_nb.pruning import prunable_names
+
+    weights = GPT(cfg, seed=0).state_dict()
+    names = prunable_names(weights, prune_embeddings)
+    masks = {n: torch.rand(weights[n].shape, generator=torch.Generator().manual_seed(i)) < 0.5
+             for i, n in enumerate(names)}
+    return Connectome.from_weights(masks, weights, {n: 0.02 for n in names}, meta)
+
+
+def test_a_connectome_of_another_model_shape_is_refused_naming_the_tensor():
+    from genprune_nb.generations import condition_start
+
+    two_layers = _connectome(SMOKE.model)
+    deeper = override(SMOKE, ["model.n_layer=3"])  # `genprune inner --set model.n_layer=3` over a 2-layer study
+    for condition in ("Connectome", "RandomConnectome"):
+        with pytest.raises(ValueError, match=r"connectome does not cover the model's prunable tensor "
+                                             r"'transformer.h.2.attn.c_attn.weight' \(4 tensors uncovered"):
+            condition_start(condition, two_layers, deeper, seed=0)
+    wider = override(SMOKE, ["model.n_embd=64"])
+    with pytest.raises(ValueError, match=r"connectome: tensor 'transformer.wte.weight' has shape \(50304, 32\), "
+                                         r"the model's \(50304, 64\)"):
+        condition_start("Connectome", two_layers, wider, seed=0)
+    shallower = override(SMOKE, ["model.n_layer=1"])
+    with pytest.raises(ValueError, match="tensor 'transformer.h.1.attn.c_attn.weight' is not a parameter"):
+        condition_start("Connectome", two_layers, shallower, seed=0)
+    state, masks = condition_start("Connectome", two_layers, SMOKE, seed=0)  # its own shape is fine
+    assert set(masks) == set(two_layers.signs)
+
+
+def test_a_connectome_made_without_embeddings_leaves_them_dense_but_may_not_lose_others():
+    from genprune_nb.connectome import Connectome
+    from genprune_nb.model import GPT
+
+    exempt = _connectome(SMOKE.model, prune_embeddings=False)  # the names tell: neither embedding is in it
+    state = exempt.init_state(SMOKE.model, seed=0)
+    assert torch.equal(state["lm_head.weight"], GPT(SMOKE.model, seed=0).state_dict()["lm_head.weight"])
+    recorded = _connectome(SMOKE.model, prune_embeddings=False, meta={"prune_embeddings": True})
+    with pytest.raises(ValueError, match="does not cover the model's prunable tensor 'transformer.wte.weight'"):
+        recorded.init_state(SMOKE.model, seed=0)  # made with embeddings, says its meta: they went missing
+    full = _connectome(SMOKE.model)
+    lost = Connectome({n: s for n, s in full.signs.items() if n != "transformer.h.1.mlp.c_fc.weight"},
+                      {n: c for n, c in full.scales.items() if n != "transformer.h.1.mlp.c_fc.weight"})
+    with pytest.raises(ValueError, match="prunable tensor 'transformer.h.1.mlp.c_fc.weight' \\(1 tensors"):
+        lost.init_state(SMOKE.model, seed=0)
+
+
+def test_masks_given_to_training_must_cover_every_prunable_tensor():
+    from genprune_nb.model import GPT
+    from genprune_nb.optim import WeightMask
+
+    model = GPT(SMOKE.model, seed=0)
+    masks = _connectome(SMOKE.model).masks()
+    WeightMask(model, masks)
+    del masks["transformer.h.0.mlp.c_proj.weight"]
+    with pytest.raises(ValueError, match="mask set does not cover the model's prunable tensor "
+                                         "'transformer.h.0.mlp.c_proj.weight'"):
+        WeightMask(model, masks)
+
