@@ -27,12 +27,23 @@ def outer_curves(study: StudyLayout, metric: str = "val_loss", criterion: str = 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["generation", "step", metric])
 
 
+def read_generation_summary(path) -> dict:
+    """One generation's ``generation.json``; a damaged one is an error naming the file (and the line)."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable generation summary ({e})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("densities"), dict):
+        raise ValueError(f"{path}: not a generation summary (no 'densities' mapping)")
+    return summary
+
+
 def generation_summaries(study: StudyLayout, criterion: str = PAPER_CRITERION) -> pd.DataFrame:
     """One row per finished generation: val loss, density, entropy and achieved bits per weight, file size."""
     rows = []
     g = 0
     while (path := study.generation(g, criterion) / "generation.json").exists():
-        summary = json.loads(path.read_text())
+        summary = read_generation_summary(path)
         rows.append({k: v for k, v in summary.items() if k != "densities"})
         g += 1
     return pd.DataFrame(rows)
@@ -45,7 +56,7 @@ def tensor_densities(study: StudyLayout, criteria: Sequence[str] = (PAPER_CRITER
     for criterion in criteria:
         g = 0
         while (path := study.generation(g, criterion) / "generation.json").exists():
-            for name, density in json.loads(path.read_text())["densities"].items():
+            for name, density in read_generation_summary(path)["densities"].items():
                 rows.append({"criterion": criterion, "generation": g, "tensor": name, "kind": tensor_kind(name),
                              "layer": tensor_layer(name), "density": density})
             g += 1

@@ -23,17 +23,32 @@ class RunLog:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
 
     def records(self) -> list[dict[str, Any]]:
-        """All records; a partial last line (a kill mid-write) is ignored, a bad line elsewhere is an error."""
+        """All records; a partial last line (a kill mid-write) is ignored, a bad line elsewhere is an error.
+
+        Every record is a JSON object with an integer ``step``; errors name the file and line (blank ones count).
+        """
         if not self.path.exists():
             return []
-        lines = [l for l in self.path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{self.path}: not a metrics log, not UTF-8 text ({e})") from None
+        last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
         out = []
-        for i, line in enumerate(lines, 1):
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
-                if i < len(lines):
-                    raise ValueError(f"{self.path}: line {i} is not a JSON record") from None
+                if i == last:
+                    continue
+                raise ValueError(f"{self.path}: line {i + 1} is not a JSON record") from None
+            step = record.get("step") if isinstance(record, dict) else None
+            if not isinstance(step, int) or isinstance(step, bool):
+                raise ValueError(f"{self.path}: line {i + 1} is not a metrics record (a JSON object with an "
+                                 f"integer step)")
+            out.append(record)
         return out
 
     def truncate_after(self, step: int) -> None:

@@ -149,3 +149,41 @@ def test_masks_given_to_training_must_cover_every_prunable_tensor():
                                          "'transformer.h.0.mlp.c_proj.weight'"):
         WeightMask(model, masks)
 
+
+
+@pytest.mark.parametrize("damage, message", [
+    ('\n{"step": 5, "val_loss": 3.0}\n[1, 2]\n{"step": 9, "val_loss": 2.0}\n', "line 4 is not a metrics record"),
+    ('{"step": 5, "val_loss": 3.0}\n{"step": "5", "val_loss": 1}\n{"step": 9}\n', "line 3 is not a metrics record"),
+    ('{"step": 5, "val_loss": 3.0}\n{"val_loss": 2.5}\n{"step": 9}\n', "line 3 is not a metrics record"),
+    ('{"step": 5, "val_loss": 3.0}\n\n{"step": 7, "val\n{"step": 9}\n', "line 4 is not a JSON record"),
+])
+def test_a_damaged_metrics_log_names_file_and_line(tmp_path, damage, message):
+    from genprune_nb.curves import run_curve
+    from genprune_nb.runlog import RunLog
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0, "val_loss": 4.0}\n' + damage)
+    with pytest.raises(ValueError, match=f"metrics.jsonl: {message}"):
+        run_curve(tmp_path)
+    with pytest.raises(ValueError, match=f"metrics.jsonl: {message}"):
+        RunLog(path).truncate_after(5)  # what a resume does first
+    path.write_text('{"step": 0, "val_loss": 4.0}\n{"step": 5, "val_loss": 3.0}\n{"step": 7, "val_')  # killed
+    assert list(run_curve(tmp_path)["step"]) == [0, 5]
+
+
+def test_a_damaged_generation_summary_names_the_file(tmp_path):
+    from genprune_nb.curves import generation_summaries, tensor_densities
+    from genprune_nb.layout import StudyLayout
+
+    study = StudyLayout(tmp_path)
+    study.generation(0).mkdir(parents=True)
+    path = study.generation(0) / "generation.json"
+    path.write_text('{"generation": 0, "density": 0.8, "densities": {"lm_head.weight": 0.8}}')
+    assert list(generation_summaries(study)["density"]) == [0.8]
+    path.write_text('{"generation": 0,\n "density": 0.8, "densit')  # a truncated file
+    for read in (generation_summaries, tensor_densities):
+        with pytest.raises(ValueError, match=r"generation.json: not a readable generation summary .*line 2"):
+            read(study)
+    path.write_text('{"generation": 0, "density": 0.8}')
+    with pytest.raises(ValueError, match="generation.json: not a generation summary"):
+        tensor_densities(study)
