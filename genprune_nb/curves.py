@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -27,7 +28,7 @@ def outer_curves(study: StudyLayout, metric: str = "val_loss", criterion: str = 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["generation", "step", metric])
 
 
-def read_generation_summary(path) -> dict:
+def read_generation_summary(path: Path) -> dict:
     """One generation's ``generation.json``; a damaged one is an error naming the file (and the line)."""
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))

@@ -204,7 +204,10 @@ def prepare_corpora(preset: Preset, *, overwrite: bool = False, progress: bool =
 
 
 def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
-    """Download the token shards a preset's corpora select (e.g. FineWeb: val, S = 1 shard, L = 40 shards)."""
+    """Download the token shards a preset's corpora select (e.g. FineWeb: val, S = 1 shard, L = 40 shards).
+
+    No manifest is written (the hub gives no token counts or hashes): runs select these shards by glob only.
+    """
     from . import catalog
 
     data = preset.data
