@@ -83,6 +83,7 @@ def _finish_generation(study: StudyLayout, g: int, criterion: str, connectome: C
     without its training run gets a summary without val loss.
     """
     run_dir, path = study.generation(g, criterion), study.connectome(g, criterion)
+    clean_stale(run_dir)  # a killed prune's or summary's temporary file
     target = run_dir / "generation.json"
     ckpt = latest_checkpoint(run_dir)
     if connectome is not None or not target.exists():
@@ -166,7 +167,6 @@ def run_outer_loop(
             train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
                   resume=True, group_sparsity=_group_sparsity(preset.outer), ctx=ctx, progress=progress)
         if ctx.is_main:
-            clean_stale(run_dir)  # a killed prune's temporary connectome
             _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device))
         ctx.barrier()
     final, target = study.connectome(preset.outer.generations - 1, criterion), study.final_connectome(criterion)

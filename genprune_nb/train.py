@@ -193,6 +193,8 @@ def train(
         train_loader.load_state_dict(state["loader"])
         start, val_loss_at_start = state["step"], state.get("val_loss")
         log.truncate_after(start)
+        if ctx.is_main:  # a kill may have come between the last save and its pruning
+            _prune(run_dir, start, cfg)
     elif ckpt is not None and not overwrite:
         raise RunDirError(f"{run_dir} already holds a run (latest {ckpt.path.name}); pass resume or overwrite")
     elif ctx.is_main and log.path.exists():
@@ -272,7 +274,12 @@ def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss
             state={"tokens": step * cfg.tokens_per_step, "loader": loader.state_dict(), "val_loss": val_loss,
                    "world_size": ctx.world_size},
         )
-        keep_last = 1 if step == cfg.steps else cfg.keep_last
-        prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
+        _prune(run_dir, step, cfg)
     ctx.barrier()
     return ckpt
+
+
+def _prune(run_dir: Path, step: int, cfg: TrainConfig) -> None:
+    """Drop the checkpoints a run at ``step`` no longer needs (see ``_save``)."""
+    keep_last = 1 if step == cfg.steps else cfg.keep_last
+    prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
