@@ -3,14 +3,15 @@
 Layout of ``<run>/checkpoints/step_000100/``: ``model.safetensors``, ``masks.safetensors`` (if masked),
 ``optimizer.pt``, ``rng.pt``, ``config.json`` (the preset) and ``state.json`` (step, tokens, loader position,
 last metrics). ``<run>/checkpoints/latest`` names the newest complete one; it is updated only after the
-directory is in place, so a kill mid-save leaves the previous checkpoint as "latest".
+directory is in place, so a kill mid-save leaves the previous checkpoint as "latest". A ``step_*`` directory is
+always complete: it appears and disappears in one rename (``atomic``); ``clean_stale`` removes what killed
+saves left behind.
 """
 from __future__ import annotations
 
 import json
 import random
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,14 +129,31 @@ def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
-    """The checkpoint ``latest`` points at, or None for a fresh run."""
+    """The checkpoint ``latest`` points at, or None for a fresh run.
+
+    A directory that a kill left moved aside (mid-replacement) is put back first; anything else missing is an error.
+    """
     pointer = Path(run_dir) / "checkpoints" / "latest"
     if not pointer.exists():
         return None
-    path = pointer.parent / pointer.read_text().strip()
+    name = pointer.read_text().strip()
+    if not _NAME.match(name):
+        raise CheckpointError(f"{pointer} names {name!r}, not a step_* checkpoint directory")
+    path = pointer.parent / name
+    atomic.recover(path)
     if not (path / "state.json").exists():
         raise CheckpointError(f"{pointer} names {path.name}, which is missing or incomplete")
     return Checkpoint(path)
+
+
+def clean_stale(run_dir: str | Path) -> list[Path]:
+    """Remove what killed saves left in a run (half-written ``.step_*.tmp`` folders, GBs each at gpt2-124m, and
+    other hidden temporaries), restoring a moved-aside checkpoint first; return the removed paths.
+
+    Only the run's single writer may call it (another writer's temporaries look the same), before it writes.
+    """
+    run_dir = Path(run_dir)
+    return atomic.remove_leftovers(run_dir / "checkpoints") + atomic.remove_leftovers(run_dir)
 
 
 def resolve_checkpoint(path: str | Path) -> Checkpoint:
@@ -160,7 +178,7 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int])
     rolling = [c for c in ckpts if c.step not in keep_steps and (latest is None or c.path != latest.path)]
     excess = len(rolling) - max(keep_last - 1, 0)
     for ckpt in rolling[: max(excess, 0)]:
-        shutil.rmtree(ckpt.path, ignore_errors=True)
+        atomic.discard(ckpt.path)  # never a half-deleted step_* directory that looks like a checkpoint
     remaining = list_checkpoints(run_dir)
     newest = {c.path for c in remaining[-max(keep_last, 1):]} | ({latest.path} if latest else set())
     for ckpt in remaining:

@@ -5,8 +5,8 @@ the survivors to sign x c, repeat for G generations; the last generation's terna
 Inner loop ("development", on the small corpus S): train every condition x seed from its starting point with
 pruned weights held at zero, keeping checkpoints for the evaluations.
 
-Both are resumable at any point: a finished generation (its connectome file exists) is skipped, an unfinished
-one resumes from its latest checkpoint; likewise for every inner run.
+Both are resumable at any point: a finished generation (its connectome file exists) is skipped (its summary is
+rebuilt if a kill lost it), an unfinished one resumes from its latest checkpoint; likewise for every inner run.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import atomic
-from .checkpoint import drop_optimizer_state, latest_checkpoint
+from .checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
 from .config import Preset, override
 from .connectome import Connectome, file_bits_per_weight, reinit_scales
 from .launch import DistContext, init_distributed
@@ -56,8 +56,8 @@ def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> di
 
 def _prune_generation(
     preset: Preset, study: StudyLayout, g: int, masks: Mapping[str, torch.Tensor] | None, device: torch.device
-) -> dict:
-    """Prune generation g's trained weights into its connectome file; return the generation summary."""
+) -> Connectome:
+    """Prune generation g's trained weights into its connectome file; return the connectome."""
     outer = preset.outer
     ckpt = latest_checkpoint(study.generation(g, outer.criterion))
     model = ckpt.load_model()
@@ -73,21 +73,35 @@ def _prune_generation(
         meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "preset": preset.name,
               "prune_embeddings": outer.prune_embeddings},
     )
-    path = study.connectome(g, outer.criterion)
-    size = connectome.save(path)
-    summary = {
-        "generation": g,
-        "criterion": outer.criterion,
-        "val_loss": ckpt.state().get("val_loss"),
-        "density": connectome.density(),
-        "densities": connectome.densities(),
-        "entropy_bits_per_weight": connectome.entropy_bits(),
-        "file_bits_per_weight": file_bits_per_weight(path, connectome.n_weights),
-        "file_bytes": size,
-        "n_weights": connectome.n_weights,
-    }
-    atomic.write_json(study.generation(g, outer.criterion) / "generation.json", summary)
-    return summary
+    connectome.save(study.connectome(g, outer.criterion))
+    return connectome
+
+
+def _finish_generation(study: StudyLayout, g: int, criterion: str, connectome: Connectome | None = None) -> None:
+    """The bookkeeping of a pruned generation, redone after a kill: its ``generation.json`` summary (derived from
+    the connectome file and the trained checkpoint: written for a ``connectome`` just pruned, rebuilt when missing)
+    and its checkpoint's optimizer moments dropped (a pruned generation is never resumed). A connectome placed
+    without its training run gets a summary without val loss.
+    """
+    run_dir, path = study.generation(g, criterion), study.connectome(g, criterion)
+    clean_stale(run_dir)  # a killed prune's or summary's temporary file
+    target = run_dir / "generation.json"
+    ckpt = latest_checkpoint(run_dir)
+    if connectome is not None or not target.exists():
+        connectome = connectome if connectome is not None else Connectome.load(path)
+        atomic.write_json(target, {
+            "generation": g,
+            "criterion": criterion,
+            "val_loss": ckpt.state().get("val_loss") if ckpt else None,
+            "density": connectome.density(),
+            "densities": connectome.densities(),
+            "entropy_bits_per_weight": connectome.entropy_bits(),
+            "file_bits_per_weight": file_bits_per_weight(path, connectome.n_weights),
+            "file_bytes": path.stat().st_size,
+            "n_weights": connectome.n_weights,
+        })
+    if ckpt is not None:
+        drop_optimizer_state(ckpt)
 
 
 def _group_sparsity(outer) -> float:
@@ -144,6 +158,8 @@ def run_outer_loop(
     desc = "generations" if criterion == PAPER_CRITERION else f"generations ({criterion})"
     for g in tqdm(range(preset.outer.generations), desc=desc, disable=not (progress and ctx.is_main)):
         if study.connectome(g, criterion).exists():
+            if ctx.is_main:
+                _finish_generation(study, g, criterion)  # a kill may have come between the connectome and this
             continue
         init_state, masks = _generation_start(preset, study, g, criterion)
         run_dir = study.generation(g, criterion)
@@ -152,11 +168,11 @@ def run_outer_loop(
             train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
                   resume=True, group_sparsity=_group_sparsity(preset.outer), ctx=ctx, progress=progress)
         if ctx.is_main:
-            _prune_generation(preset, study, g, masks, ctx.device)
-            drop_optimizer_state(latest_checkpoint(run_dir))  # a pruned generation is never resumed
+            _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device))
         ctx.barrier()
     final, target = study.connectome(preset.outer.generations - 1, criterion), study.final_connectome(criterion)
     if ctx.is_main and not target.exists():
+        atomic.remove_leftovers(study.outer(criterion))
         with atomic.atomic_path(target) as tmp:
             shutil.copyfile(final, tmp)
     ctx.barrier()

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from . import atomic
 from .checkpoint import (
     Checkpoint,
+    clean_stale,
     latest_checkpoint,
     load_model_state,
     prune_checkpoints,
@@ -181,8 +182,12 @@ def train(
     log = RunLog(run_dir / "metrics.jsonl", enabled=ctx.is_main)
 
     start, val_loss_at_start = 0, None
+    if ctx.is_main:
+        clean_stale(run_dir)
+    ctx.barrier()
     ckpt = latest_checkpoint(run_dir)
-    if ckpt is not None and resume:
+    resumed = ckpt is not None and resume
+    if resumed:
         saved_masks = ckpt.masks()
         if saved_masks:
             weight_mask = WeightMask(model, saved_masks)
@@ -190,6 +195,8 @@ def train(
         train_loader.load_state_dict(state["loader"])
         start, val_loss_at_start = state["step"], state.get("val_loss")
         log.truncate_after(start)
+        if ctx.is_main:  # a kill may have come between the last save and its pruning
+            _prune(run_dir, start, cfg)
     elif ckpt is not None and not overwrite:
         raise RunDirError(f"{run_dir} already holds a run (latest {ckpt.path.name}); pass resume or overwrite")
     elif ctx.is_main and log.path.exists():
@@ -209,13 +216,13 @@ def train(
     keep = set(cfg.keep_checkpoints) | {cfg.steps}
     val_loss = val_loss_at_start
     shown: dict[str, str] = {}
-    last = ckpt if resume else None
+    last = ckpt if resumed else None
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {run_dir.name}", disable=not (progress and ctx.is_main),
                dynamic_ncols=True)
     t0 = time.perf_counter()
     model.train()
     stop = min(until, cfg.steps) if until is not None else cfg.steps
-    if start == 0 and 0 in keep:  # the starting point itself, for curves that begin at iteration 0
+    if not resumed and 0 in keep:  # the starting point, for curves from iteration 0 (a resumed run has it)
         if val_batches:
             val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
             log.append({"step": 0, "tokens": 0, "val_loss": val_loss})
@@ -269,7 +276,12 @@ def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss
             state={"tokens": step * cfg.tokens_per_step, "loader": loader.state_dict(), "val_loss": val_loss,
                    "world_size": ctx.world_size},
         )
-        keep_last = 1 if step == cfg.steps else cfg.keep_last
-        prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
+        _prune(run_dir, step, cfg)
     ctx.barrier()
     return ckpt
+
+
+def _prune(run_dir: Path, step: int, cfg: TrainConfig) -> None:
+    """Drop the checkpoints a run at ``step`` no longer needs (see ``_save``)."""
+    keep_last = 1 if step == cfg.steps else cfg.keep_last
+    prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
