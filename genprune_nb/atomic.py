@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import naming_write_failures
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -35,7 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.rmdir()  # the caller decides whether it is a file or a directory
     try:
-        yield tmp
+        with naming_write_failures(path):  # a full disk reads "No space left on device: <path>"
+            yield tmp
         if tmp.is_file():
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
