@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import naming_write_failures
+
 _TMP = re.compile(r"^\..+\.tmp$")
 _ASIDE = re.compile(r"^\.(.+)\.old$")
 
@@ -115,8 +117,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     recover(path)  # a previous replacement's kill must not cost the old version below
     tmp = _temporary(path)  # the caller decides whether it is a file or a directory
     try:
-        yield tmp
-        _fsync_tree(tmp)
+        with naming_write_failures(path):  # a full disk reads "No space left on device: <path>"
+            yield tmp
+            _fsync_tree(tmp)
         if path.is_dir() and not path.is_symlink():
             # os.replace cannot replace a non-empty directory: move the old one aside first
             old = _aside(path)

@@ -9,27 +9,32 @@ saves left behind.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import atomic
 from .config import Preset
+from .errors import GenpruneError
 from .model import GPT
 
 _NAME = re.compile(r"^step_(\d{6,})$")
 OPTIMIZER_FILE = "optimizer.pt"
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
+T = TypeVar("T")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GenpruneError, RuntimeError):
     """A checkpoint directory is missing or incomplete; the message names it."""
 
 
@@ -75,20 +80,68 @@ class Checkpoint:
         return int(_NAME.match(self.path.name).group(1))
 
     def state(self) -> dict[str, Any]:
-        return json.loads((self.path / "state.json").read_text())
+        file = self.path / "state.json"
+        state = _read(file, _read_json)
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise CheckpointError(f"{file} is damaged: expected a JSON object with an integer 'step'")
+        return state
 
     def preset(self) -> Preset:
-        return Preset.from_dict(json.loads((self.path / "config.json").read_text()))
+        return _read(self.path / "config.json", lambda f: Preset.from_dict(_read_json(f)))
 
     def masks(self) -> dict[str, torch.Tensor] | None:
         f = self.path / "masks.safetensors"
-        return {k: v.bool() for k, v in load_file(f).items()} if f.exists() else None
+        return {k: v.bool() for k, v in _read(f, load_file).items()} if f.exists() else None
 
     def load_model(self, device: str | torch.device = "cpu") -> GPT:
         """A GPT with this checkpoint's config and weights (pruned weights are already zero)."""
-        model = GPT(self.preset().model)
-        load_model_state(model, load_file(self.path / "model.safetensors"))
+        preset = self.preset()
+        model = GPT(preset.model)
+        _load_weights(self.path / "model.safetensors", model, preset)
         return model.to(device)
+
+
+def _read_json(file: Path) -> Any:
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def _read(file: Path, load: Callable[[Path], T]) -> T:
+    """``load(file)``; a missing, truncated or otherwise unreadable file becomes a CheckpointError naming it.
+
+    safetensors raises SafetensorError, torch.load RuntimeError / EOFError / UnpicklingError or an OSError without
+    a file name, json ValueError; a config.json that is JSON but no preset ConfigError / KeyError / TypeError.
+    """
+    try:
+        return load(file)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing: the checkpoint {file.parent} is incomplete") from None
+    except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError, TypeError,
+            AttributeError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None:  # e.g. permission denied: it names the file itself
+            raise
+        raise CheckpointError(f"{file} is damaged or truncated ({type(e).__name__}: {_first_sentence(e)})") from e
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return text.split(". ")[0][:200] or type(error).__name__
+
+
+def _load_weights(file: Path, model: nn.Module, run_preset: Preset) -> None:
+    """Load ``file`` into ``model``; weights of another shape name the model fields in which the run differs."""
+    state = _read(file, load_file)
+    try:
+        load_model_state(model, state)
+    except RuntimeError as e:
+        config = getattr(unwrap(model), "config", None)
+        differ = [f"model.{name}: {value} in the run, {getattr(config, name)} now"
+                  for name, value in dataclasses.asdict(run_preset.model).items()
+                  if config is not None and getattr(config, name) != value]
+        if differ:
+            raise CheckpointError(f"{file} holds a model of another shape ({'; '.join(differ)}): resume with the "
+                                  "run's model settings, or start another run") from None
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise CheckpointError(f"{file} does not fit the model of its own config.json ({detail[:200]})") from None
 
 
 def save_checkpoint(
@@ -192,15 +245,39 @@ def drop_optimizer_state(ckpt: Checkpoint) -> None:
 
 
 def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Load weights, optimizer moments and RNG state from ``ckpt``; return its state.json."""
-    load_model_state(model, load_file(ckpt.path / "model.safetensors"))
-    device = next(unwrap(model).parameters()).device
+    """Load weights, optimizer moments and RNG state from ``ckpt``; return its state.json.
+
+    Every file is read (and checked) before the model or the optimizer is touched, and a damaged one is named.
+    """
     if not (ckpt.path / OPTIMIZER_FILE).exists():
-        raise CheckpointError(f"{ckpt.path} holds no optimizer state (an evaluation checkpoint): resume from the "
-                              "run's latest checkpoint")
-    optimizer.load_state_dict(torch.load(ckpt.path / OPTIMIZER_FILE, map_location=device, weights_only=True))
-    _set_rng_state(torch.load(ckpt.path / "rng.pt", weights_only=False))
-    return ckpt.state()
+        raise CheckpointError(_not_resumable(ckpt))
+    state = ckpt.state()
+    missing = [key for key in ("loader",) if key not in state]
+    if missing:
+        raise CheckpointError(f"{ckpt.path / 'state.json'} is damaged: it lacks {missing}")
+    device = next(unwrap(model).parameters()).device
+    moments = _read(ckpt.path / OPTIMIZER_FILE, lambda f: torch.load(f, map_location=device, weights_only=True))
+    rng = _read(ckpt.path / "rng.pt", lambda f: torch.load(f, weights_only=False))
+    _load_weights(ckpt.path / "model.safetensors", model, ckpt.preset())
+    try:
+        optimizer.load_state_dict(moments)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt.path / OPTIMIZER_FILE} does not fit the optimizer ({e})") from None
+    _set_rng_state(rng)
+    return state
+
+
+def _not_resumable(ckpt: Checkpoint) -> str:
+    """Why ``ckpt`` cannot be resumed (no optimizer moments), and which checkpoint of its run can, if any."""
+    run_dir = ckpt.path.parent.parent
+    resumable = [c for c in list_checkpoints(run_dir)
+                 if c.path != ckpt.path and (c.path / OPTIMIZER_FILE).is_file() and (c.path / "rng.pt").is_file()]
+    head = f"{ckpt.path} holds no optimizer state ({OPTIMIZER_FILE} is missing), so the run cannot resume from it"
+    if resumable:
+        newest = resumable[-1]
+        return (f"{head}; the run's newest resumable checkpoint is {newest.path.name}: write '{newest.path.name}' "
+                f"into {run_dir / 'checkpoints' / 'latest'} to resume from it, or restart the run with --overwrite")
+    return f"{head}, nor from any other of its checkpoints: restart the run with --overwrite"
 
 
 def _rng_state() -> dict[str, Any]:

@@ -11,11 +11,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from .config import PRESETS, ConfigError, Preset, dumps, get_preset, override
+from .config import PRESETS, Preset, dumps, get_preset, override
+from .errors import GenpruneError
 from .pruning import CRITERIA
+from .writable import require_writable
+
+TRACEBACK_ENV = "GENPRUNE_TRACEBACK"  # set to 1 to see the traceback of an error the CLI would print in one line
 
 
 def _preset(args: argparse.Namespace) -> Preset:
@@ -71,9 +76,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import train
 
     preset = _preset(args)
+    run_dir = require_writable(_run_dir(args, preset), "run dir")
     ctx = init_distributed(args.device)
     try:
-        result = train(preset, _run_dir(args, preset), resume=args.resume, overwrite=args.overwrite,
+        result = train(preset, run_dir, resume=args.resume, overwrite=args.overwrite,
                        until=args.until, ctx=ctx, progress=not args.no_progress)
     finally:
         shutdown_distributed()
@@ -88,7 +94,7 @@ def cmd_loop(args: argparse.Namespace) -> None:
     from .layout import StudyLayout
 
     preset = _preset(args)
-    study = args.run_root or Path("runs") / preset.name
+    study = require_writable(args.run_root or Path("runs") / preset.name, "study folder")
     ctx = init_distributed(args.device)
     try:
         if args.command == "outer":
@@ -113,12 +119,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .results import ResultsTable
 
     common = dict(limit=args.limit, device=args.device, batch_size=args.batch_size, progress=not args.no_progress)
+    if args.out:
+        require_writable(Path(args.out).parent, "folder of --out")
     if args.checkpoint:
         df = pd.concat([evaluate_checkpoint(args.checkpoint, t, **common) for t in args.task], ignore_index=True)
         if args.out:
             ResultsTable(args.out).add(df)
     else:
-        root = Path(args.run_root or Path("runs") / args.preset)
+        root = require_writable(args.run_root or Path("runs") / args.preset, "study folder")  # its results.csv
         df = evaluate_study(root, args.task, conditions=args.conditions, final_only=args.final_only, **common)
         df = df[df["task"].isin([task_label(t, args.limit) for t in args.task])]
     breakdown = df.filter(["subject", "paradigm", "phenomenon"]).columns
@@ -150,6 +158,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genprune", description=__doc__.split("\n")[0].strip("`"),
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--traceback", action="store_true",
+                        help=f"show the traceback of errors otherwise reported in one line (or set {TRACEBACK_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("presets", help="list the presets")
@@ -212,12 +222,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reported_in_one_line(error: BaseException) -> bool:
+    """Errors of bad input or of the environment (the package's own, ValueError, OSError, a diverged loss).
+
+    Anything else (TypeError, KeyError, IndexError, a RuntimeError from torch) is a bug and keeps its traceback.
+    """
+    return (isinstance(error, (GenpruneError, ValueError, OSError, FloatingPointError))
+            or type(error).__module__.split(".")[0] == __package__)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line; an OSError as "<reason>: <path>" (e.g. No space left on device: runs/x)."""
+    if isinstance(error, OSError) and not isinstance(error, GenpruneError) and error.strerror and error.filename:
+        text = f"{error.strerror}: {error.filename}" + (f" -> {error.filename2}" if error.filename2 else "")
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    show_traceback = args.traceback or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"genprune {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if show_traceback:
+            raise
+        print(f"genprune {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if show_traceback or not reported_in_one_line(e):
+            raise
+        print(f"genprune {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     return 0
 

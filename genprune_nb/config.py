@@ -7,14 +7,19 @@ from the command line or a notebook's parameters cell.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
+import math
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import GenpruneError
 from .pruning import CRITERIA
 
 
-class ConfigError(ValueError):
+class ConfigError(GenpruneError, ValueError):
     """A configuration value is invalid; the message names the field and the value."""
 
 
@@ -322,21 +327,65 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
 
 
-def _parse_value(text: str, current: Any) -> Any:
-    if isinstance(current, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(text)
-    if isinstance(current, int):
-        return int(float(text)) if "e" in text.lower() else int(text)
-    if isinstance(current, float):
-        return float(text)
-    if isinstance(current, tuple):  # comma-separated; integers where they read as such
-        items = [v.strip() for v in text.split(",") if v.strip()]
-        return tuple(int(v) if v.lstrip("-").isdigit() else v for v in items)
-    return text
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+# an integer, or scientific notation of a whole number (1e3, 2.5e6: token counts); never a fraction such as 2.0
+_INTEGER = re.compile(r"^[+-]?(\d[\d_]*|\d+(\.\d+)?[eE]\+?\d{1,2})$")
+
+
+def _field_types(kind: type) -> dict[str, Any]:
+    """The declared type of every field of a config section (``int``, ``tuple[int, ...]``, ...)."""
+    return typing.get_type_hints(kind)
+
+
+def _parse_value(value: Any, kind: Any) -> Any:
+    """``value`` (a string from the command line, or a Python object from a notebook) as the type ``kind``.
+
+    Nothing is coerced silently: ``1e-3`` or ``2.0`` for an int, ``3.5`` for an int, ``maybe`` for a bool and
+    ``a,b`` for a tuple of ints are refused (ValueError with the reason); a string is parsed by the field's type.
+    """
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"expected a list, got {type(value).__name__}")
+        parsed = []
+        for i, v in enumerate(items):
+            try:
+                parsed.append(_parse_value(v, item))
+            except ValueError as e:
+                raise ValueError(f"item {i} ({v!r}): {e}") from None
+        return tuple(parsed)
+    if kind is bool:
+        if isinstance(value, int) and value in (0, 1):  # bool is an int
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"expected a bool ({'/'.join(_TRUE)} or {'/'.join(_FALSE)})")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INTEGER.match(value.strip()):
+            number = decimal.Decimal(value.strip().replace("_", ""))
+            if number == number.to_integral_value():
+                return int(number)
+        raise ValueError("expected an integer")
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError("expected a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("expected a number")
+        if not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return float(value)
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError("expected a string")
+    raise ValueError(f"fields of type {kind} cannot be overridden")
 
 
 def override(preset: Preset, assignments: list[str] | dict[str, Any]) -> Preset:
@@ -351,13 +400,11 @@ def override(preset: Preset, assignments: list[str] | dict[str, Any]) -> Preset:
         obj = sections[section]
         if name not in {f.name for f in dataclasses.fields(obj)}:
             raise ConfigError(f"override {key!r}: {section} has no field {name!r}")
-        current = getattr(obj, name)
-        if isinstance(value, str):
-            try:
-                value = _parse_value(value, current)
-            except ValueError:
-                raise ConfigError(f"override {key!r}: cannot read {value!r} as {type(current).__name__}") from None
-        changes[section][name] = value
+        kind = _field_types(type(obj))[name]
+        try:
+            changes[section][name] = _parse_value(value, kind)
+        except ValueError as e:
+            raise ConfigError(f"override {key}={value!r}: {e}") from None
     # all changes of a section at once, so interdependent fields (steps vs warmup) validate together
     return dataclasses.replace(
         preset, **{name: dataclasses.replace(obj, **changes[name]) for name, obj in sections.items()}

@@ -12,10 +12,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import Preset, get_preset, override
+from .errors import GenpruneError
 from .launch import DistContext, init_distributed
 from .layout import StudyLayout
+from .writable import require_writable
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+class NotebookError(GenpruneError, RuntimeError):
+    """A notebook of the pipeline raised; the message names the notebook, its error and the executed copy."""
 
 
 def available_notebooks(notebooks_dir: str | Path = NOTEBOOKS_DIR) -> list[str]:
@@ -54,20 +60,26 @@ def run_pipeline(
 
     Relative paths (``run_root``, the preset's ``data.tokens_dir``) resolve against the current directory, in
     which every notebook runs. ``parameters`` adds notebook-specific ones (e.g. ``{"limit": 50}``); a notebook
-    ignores those it does not declare.
+    ignores those it does not declare. The preset, the overrides, the selection and the output folders are checked
+    before the first kernel starts; a notebook that fails is a NotebookError naming it and its error.
     """
     import papermill as pm
 
-    run_root = Path(run_root or Path("runs") / preset).resolve()
-    figures_dir = Path(figures_dir or Path("figures") / preset).resolve()
+    override(get_preset(preset), list(overrides))  # a bad name or override fails here, not inside notebook 00
+    names = select(available_notebooks(notebooks_dir), only)
+    run_root = require_writable(Path(run_root or Path("runs") / preset).resolve(), "study folder")
+    figures_dir = require_writable(Path(figures_dir or Path("figures") / preset).resolve(), "figures folder")
     params = {"preset": preset, "overrides": list(overrides), "run_root": str(run_root),
               "figures_dir": str(figures_dir), "device": device, "progress": progress, **(parameters or {})}
     executed = []
-    for name in select(available_notebooks(notebooks_dir), only):
+    for name in names:
         out = run_root / "notebooks" / f"{name}.ipynb"
         out.parent.mkdir(parents=True, exist_ok=True)
-        pm.execute_notebook(Path(notebooks_dir) / f"{name}.ipynb", out, parameters=params, cwd=os.getcwd(),
-                            kernel_name=kernel, progress_bar=progress, report_mode=False)
+        try:
+            pm.execute_notebook(Path(notebooks_dir) / f"{name}.ipynb", out, parameters=params, cwd=os.getcwd(),
+                                kernel_name=kernel, progress_bar=progress, report_mode=False)
+        except pm.PapermillExecutionError as e:
+            raise NotebookError(f"notebook {name} failed: {e.ename}: {e.evalue} (the traceback is in {out})") from e
         executed.append(out)
     return executed
 

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from . import atomic
 from .checkpoint import Checkpoint, latest_checkpoint, resolve_checkpoint, save_checkpoint, unwrap
 from .config import ConfigError, ModelConfig, Preset, get_preset
+from .errors import GenpruneError
 from .layout import StudyLayout, inner_run_identity
 from .model import GPT
 from .results import ModelRef
@@ -58,7 +59,7 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class ReleasedModelError(ValueError):
+class ReleasedModelError(GenpruneError, ValueError):
     """A folder in the hub layout does not hold a model this package can load; the message names file and field."""
 
 

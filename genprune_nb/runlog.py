@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
+from .errors import naming_write_failures
 
 
 class RunLog:
@@ -19,7 +20,7 @@ class RunLog:
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
+        with naming_write_failures(self.path), open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
 
     def records(self) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import constriction
 import numpy as np
 
 from genprune_nb.atomic import atomic_path
+from genprune_nb.errors import GenpruneError
 
 __all__ = ["CodecError", "encode", "decode", "save", "load", "entropy_bits_per_weight"]
 
@@ -36,7 +37,7 @@ _SYMBOL[[0, 1, 255]] = [0, 1, 2]  # 0 -> 0, +1 -> 1, -1 -> 2
 _VALUE = np.array([0, 1, -1], dtype=np.int8)  # symbol -> int8 value
 
 
-class CodecError(ValueError):
+class CodecError(GenpruneError, ValueError):
     """Bad input to the codec: a non-ternary tensor, or a corrupt, truncated or foreign blob."""
 
 

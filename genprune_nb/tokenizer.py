@@ -16,6 +16,8 @@ from typing import Iterable
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
+from .errors import GenpruneError
+
 try:
     from tiktoken_ext.openai_public import r50k_pat_str as _PAT_STR
 except ImportError:  # older tiktoken: the same GPT-2 pre-tokenisation pattern, spelled out
@@ -30,7 +32,7 @@ BPE_SHA256 = {
 }
 
 
-class TokenizerFileError(ValueError):
+class TokenizerFileError(GenpruneError, ValueError):
     """A BPE file is missing or does not have the expected sha256."""
 
 

@@ -31,6 +31,7 @@ from .checkpoint import (
 from .config import Preset, TrainConfig, dumps
 from .data.loader import TokenLoader
 from .data.manifest import corpus_shards
+from .errors import GenpruneError
 from .launch import DistContext, init_distributed
 from .model import GPT, flops_per_token, peak_flops
 from .optim import WeightMask, build_optimizer, set_lr
@@ -39,7 +40,7 @@ from .runlog import RunLog
 from .schedule import lr_at
 
 
-class RunDirError(RuntimeError):
+class RunDirError(GenpruneError, RuntimeError):
     """The run directory already holds a run and neither resume nor overwrite was asked for."""
 
 

@@ -1,10 +1,15 @@
 """The genprune command: the main job end to end on the smoke preset, and clear errors."""
+import errno
+import io
 import json
+import shutil
 
 import pytest
+import torch
 
 from genprune_nb.checkpoint import latest_checkpoint
 from genprune_nb.cli import main
+from genprune_nb.config import ConfigError
 from genprune_nb.data.shards import list_shards, read_shard
 from genprune_nb.tokenizer import EOT
 
@@ -96,3 +101,212 @@ def test_notebook_parameters_are_read_as_json_where_they_parse():
     assert _notebook_parameter("device=cuda") == ("device", "cuda")
     with pytest.raises(ValueError, match="NAME=VALUE"):
         _notebook_parameter("limit")
+
+
+# --- clear errors: every package error and OSError is one line on stderr, exit code 2, no traceback ---------------
+
+
+def one_error_line(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+@pytest.fixture(scope="module")
+def resumable_run(smoke_preset, tmp_path_factory):
+    """A smoke run stopped at step 2 of 3 with checkpoints at steps 1 and 2 (both resumable)."""
+    run = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", "--preset", "smoke", "--no-progress", "--device", "cpu", "--run-dir", str(run),
+                 *TRAIN_ARGS(smoke_preset), "--until", "2"]) == 0
+    return run
+
+
+def TRAIN_ARGS(preset) -> list[str]:
+    sets = [f"data.tokens_dir={preset.data.tokens_dir}", "train.steps=3", "train.warmup_steps=1",
+            "train.decay_steps=1", "train.val_every=0", "train.checkpoint_every=1"]
+    return [a for s in sets for a in ("--set", s)]
+
+
+def resume_argv(run, preset) -> list[str]:
+    return ["train", "--preset", "smoke", "--no-progress", "--device", "cpu", "--run-dir", str(run),
+            *TRAIN_ARGS(preset), "--resume"]
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt", "rng.pt", "state.json", "config.json"])
+def test_a_truncated_checkpoint_file_is_named(damaged, resumable_run, smoke_preset, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(resumable_run, run)
+    file = run / "checkpoints" / "step_000002" / damaged
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    line = one_error_line(resume_argv(run, smoke_preset), capsys)
+    assert str(file) in line and "damaged or truncated" in line
+
+
+def test_a_missing_optimizer_state_names_the_runs_resumable_checkpoint(resumable_run, smoke_preset, tmp_path,
+                                                                         capsys):
+    run = tmp_path / "run"
+    shutil.copytree(resumable_run, run)
+    (run / "checkpoints" / "step_000002" / "optimizer.pt").unlink()
+    line = one_error_line(resume_argv(run, smoke_preset), capsys)
+    assert "step_000002 holds no optimizer state" in line
+    assert "newest resumable checkpoint is step_000001" in line and "--overwrite" in line
+    (run / "checkpoints" / "step_000001" / "optimizer.pt").unlink()
+    line = one_error_line(resume_argv(run, smoke_preset), capsys)
+    assert "nor from any other of its checkpoints: restart the run with --overwrite" in line
+    assert "resume from the run's latest checkpoint" not in line  # the very checkpoint that lacks it
+
+
+def test_resuming_with_another_model_shape_names_the_fields(resumable_run, smoke_preset, tmp_path):
+    from genprune_nb.checkpoint import CheckpointError, restore_training_state
+    from genprune_nb.config import override
+    from genprune_nb.model import GPT
+
+    model = GPT(override(smoke_preset, ["model.n_layer=3", "model.n_embd=64"]).model)
+    with pytest.raises(CheckpointError, match=r"model.n_layer: 2 in the run, 3 now; model.n_embd: 32 in the run, "
+                                              r"64 now"):
+        restore_training_state(latest_checkpoint(resumable_run), model, torch.optim.AdamW(model.parameters()))
+
+
+def test_evaluating_a_truncated_checkpoint_names_the_file(fake_study, tmp_path, capsys):
+    ckpt = tmp_path / "step_000020"
+    shutil.copytree(fake_study.inner_run("Connectome", 0) / "checkpoints" / "step_000020", ckpt)
+    (ckpt / "model.safetensors").write_bytes(b"\x10\x00")
+    line = one_error_line(["eval", "--checkpoint", str(ckpt), "--task", "blimp", "--limit", "1", "--no-progress"],
+                          capsys)
+    assert str(ckpt / "model.safetensors") in line
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(errno.ENOSPC, "No space left on device"),  # write() / fsync() name no file
+    RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: "
+                 "file write failed"),  # torch.save on a full disk
+])
+def test_a_full_disk_names_the_path(failure, smoke_preset, tmp_path, monkeypatch, capsys):
+    def full(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full)
+    run = tmp_path / "run"
+    line = one_error_line(["train", "--preset", "smoke", "--no-progress", "--device", "cpu", "--run-dir", str(run),
+                           *TRAIN_ARGS(smoke_preset)], capsys)
+    assert "No space left on device" in line and str(run / "checkpoints" / "step_000001") in line
+    assert not list((run / "checkpoints").glob(".step_*"))  # the half-written checkpoint is gone
+
+
+def test_a_full_disk_while_logging_names_the_metrics_file(tmp_path, monkeypatch):
+    from genprune_nb.runlog import RunLog
+
+    class FullFile(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("builtins.open", lambda *args, **kwargs: FullFile())
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        RunLog(tmp_path / "metrics.jsonl").append({"step": 1})
+    assert caught.value.filename == str(tmp_path / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("train.warmup_steps=1e-3", "train.warmup_steps='1e-3': expected an integer"),  # was read as 0, then trained
+    ("inner.seeds=a,b", "inner.seeds='a,b': item 0 ('a'): expected an integer"),
+    ("train.shuffle=maybe", "train.shuffle='maybe': expected a bool"),
+])
+def test_set_never_coerces(assignment, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("genprune_nb.train.train", _must_not_run)
+    line = one_error_line(["train", "--preset", "smoke", "--run-dir", str(tmp_path / "run"), "--set", assignment],
+                          capsys)
+    assert message in line and not (tmp_path / "run").exists()
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the command started work before its input was checked")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "train.stepz=1"], "no field 'stepz'"),
+    (["--set", "train.steps=1e-3"], "train.steps='1e-3': expected an integer"),
+    (["--only", "99"], "unknown notebook(s) ['99']"),
+])
+def test_reproduce_checks_its_input_before_starting_a_kernel(argv, message, tmp_path, monkeypatch, capsys):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", _must_not_run)
+    line = one_error_line(["reproduce", "--preset", "smoke", "--run-root", str(tmp_path / "study"),
+                           "--figures-dir", str(tmp_path / "figs"), *argv], capsys)
+    assert message in line
+
+
+def test_reproduce_names_a_failing_notebook(tmp_path, monkeypatch, capsys):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    def failing(source, out, **kwargs):
+        raise PapermillExecutionError(3, 4, "train(...)", "ShardError", "x.bin: bad magic", ["Traceback", "..."])
+
+    monkeypatch.setattr(papermill, "execute_notebook", failing)
+    line = one_error_line(["reproduce", "--preset", "smoke", "--run-root", str(tmp_path / "study"),
+                           "--figures-dir", str(tmp_path / "figs"), "--only", "01"], capsys)
+    assert "notebook 01_outer_loop failed: ShardError: x.bin: bad magic" in line
+    assert str(tmp_path / "study" / "notebooks" / "01_outer_loop.ipynb") in line
+
+
+@pytest.mark.parametrize("command, option, role", [
+    (["train", "--preset", "smoke"], "--run-dir", "run dir"),
+    (["outer", "--preset", "smoke"], "--run-root", "study folder"),
+    (["inner", "--preset", "smoke"], "--run-root", "study folder"),
+    (["reproduce", "--preset", "smoke", "--figures-dir", "{tmp}/figs"], "--run-root", "study folder"),
+    (["reproduce", "--preset", "smoke", "--run-root", "{tmp}/study"], "--figures-dir", "figures folder"),
+    (["eval", "--preset", "smoke", "--task", "blimp"], "--run-root", "study folder"),
+])
+def test_output_folders_are_checked_writable_before_the_first_step(command, option, role, tmp_path, monkeypatch,
+                                                                     capsys):
+    command = [a.format(tmp=tmp_path) for a in command]
+    import papermill
+
+    for target in ("genprune_nb.train.train", "genprune_nb.generations.run_outer_loop",
+                   "genprune_nb.generations.run_inner_loop", "genprune_nb.evals.evaluate_study"):
+        monkeypatch.setattr(target, _must_not_run)
+    monkeypatch.setattr(papermill, "execute_notebook", _must_not_run)
+    (tmp_path / "a_file").write_text("not a folder")
+    folder = tmp_path / "a_file" / "out"  # root ignores permission bits; a path through a file fails for anyone
+    line = one_error_line([*command, option, str(folder)], capsys)
+    assert f"{role} {folder} is not writable" in line
+
+
+def test_eval_out_is_checked_writable(fake_study, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("genprune_nb.evals.evaluate_checkpoint", _must_not_run)
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "results.csv"
+    line = one_error_line(["eval", "--checkpoint", str(fake_study.inner_run("Connectome", 0)), "--task", "blimp",
+                           "--out", str(out)], capsys)
+    assert f"folder of --out {out.parent} is a file, not a folder" in line
+
+
+def test_bugs_keep_their_traceback_and_the_traceback_can_be_asked_for(tmp_path, monkeypatch, capsys):
+    def buggy(args):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr("genprune_nb.cli.cmd_presets", buggy)
+    with pytest.raises(TypeError, match="a bug"):
+        main(["presets"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        main(["--traceback", "train", "--preset", "gpt5"])
+    monkeypatch.setenv("GENPRUNE_TRACEBACK", "1")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        main(["train", "--preset", "gpt5"])
+
+
+def test_errors_of_any_package_module_are_one_line(monkeypatch, capsys):
+    """An error class defined anywhere in the package counts, even one not derived from GenpruneError; a message
+    of several lines is joined into one."""
+    class Busy(RuntimeError):
+        pass
+
+    Busy.__module__ = "genprune_nb.locking"
+
+    def busy(args):
+        raise Busy("run dir x is in use\n  by pid 1")
+
+    monkeypatch.setattr("genprune_nb.cli.cmd_presets", busy)
+    assert one_error_line(["presets"], capsys) == "genprune presets: error: run dir x is in use by pid 1"

@@ -76,12 +76,15 @@ def test_rotary_scores_depend_only_on_relative_position():
 
 
 def test_rms_norm_is_fp32_and_parameter_free():
-    x = torch.randn(3, 5, dtype=torch.bfloat16) * 7
+    x = torch.randn(3, 5, dtype=torch.bfloat16, generator=torch.Generator().manual_seed(0)) * 7
     y = rms_norm(x, 1e-6)
     assert y.dtype == torch.bfloat16
     xf = x.float()
     ref = xf / torch.sqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)
-    assert torch.equal(y, ref.bfloat16())
+    # F.rms_norm multiplies by an rsqrt (its CPU kernel varies with the instruction set) where ref divides by a
+    # sqrt: the fp32 results differ by ulps, so a value next to a bf16 rounding boundary may round one bf16 ulp
+    # (2^-8 relative) apart; the same norm computed in bf16 is off by more (0.47% on this input)
+    torch.testing.assert_close(y.float(), ref.bfloat16().float(), rtol=2.0 ** -8, atol=0)
 
 
 def test_forward_is_causal_and_returns_hidden_states():

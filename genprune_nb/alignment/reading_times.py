@@ -19,6 +19,7 @@ import pandas as pd
 import xarray as xr
 
 from ..data.catalog import locate
+from ..errors import GenpruneError
 
 DIM = "presentation"
 NATURAL_STORIES = range(1, 11)
@@ -27,7 +28,7 @@ _SENTENCE_END = re.compile(r"[.?!][\"')\]]*$")  # final punctuation, then closin
 _ABBREVIATIONS = {"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "prof.", "vs."}
 
 
-class ReadingTimeTableError(ValueError):
+class ReadingTimeTableError(GenpruneError, ValueError):
     """A table of reading times lacks a column or holds values that cannot be read."""
 
 

@@ -17,16 +17,17 @@ from typing import Iterable, Mapping
 
 from tqdm.auto import tqdm
 
+from ..errors import GenpruneError
 from .shards import read_header
 
 DATA_DIR_ENV = "GENPRUNE_DATA_DIR"
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(GenpruneError, FileNotFoundError):
     """A dataset or one of its files is in none of the data directories."""
 
 
-class DataCorruptError(ValueError):
+class DataCorruptError(GenpruneError, ValueError):
     """A data file's sha256 (or shard header) is not what the catalog expects."""
 
 

@@ -13,6 +13,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import GenpruneError
 
 MAGIC = 20240520
 VERSION = 1
@@ -21,7 +22,7 @@ HEADER_BYTES = HEADER_INTS * 4
 TOKEN_DTYPE = np.dtype("<u2")
 
 
-class ShardError(ValueError):
+class ShardError(GenpruneError, ValueError):
     """A file is not a valid token shard; the message names the file and the fault."""
 
 

@@ -5,10 +5,12 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
+from ..errors import GenpruneError
+
 T = TypeVar("T")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(GenpruneError, ValueError):
     """A benchmark file holds a malformed row; the message names the file and the line."""
 
     def __init__(self, path: str | Path, line: int, problem: str):
