@@ -2,10 +2,10 @@
 
 Layout of ``<run>/checkpoints/step_000100/``: ``model.safetensors``, ``masks.safetensors`` (if masked),
 ``optimizer.pt``, ``rng.pt``, ``config.json`` (the preset) and ``state.json`` (step, tokens, loader position,
-last metrics). ``<run>/checkpoints/latest`` names the newest complete one; it is updated only after the
-directory is in place, so a kill mid-save leaves the previous checkpoint as "latest". A ``step_*`` directory is
-always complete: it appears and disappears in one rename (``atomic``); ``clean_stale`` removes what killed
-saves left behind.
+last metrics, the sha256 of the weights and the digest of the run's fingerprint). ``<run>/checkpoints/latest``
+names the newest complete one; it is updated only after the directory is in place, so a kill mid-save leaves the
+previous checkpoint as "latest". A ``step_*`` directory is always complete: it appears and disappears in one rename
+(``atomic``); ``clean_stale`` removes what killed saves left behind.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import atomic
+from . import atomic, provenance
 from .config import Preset
 from .errors import GenpruneError
 from .model import GPT
@@ -100,6 +100,15 @@ class Checkpoint:
         _load_weights(self.path / "model.safetensors", model, preset)
         return model.to(device)
 
+    def fingerprint(self) -> str:
+        """Digest of what an evaluation of this checkpoint scores: the model shape and the weights.
+
+        The weights' sha256 is read from state.json; checkpoints written before it was recorded are hashed.
+        """
+        weights = self.state().get("weights_sha256") or provenance.tensors_sha256(
+            _read(self.path / "model.safetensors", load_file))
+        return provenance.digest({"model": self.preset().to_dict()["model"], "weights": weights})
+
 
 def _read_json(file: Path) -> Any:
     return json.loads(file.read_text(encoding="utf-8"))
@@ -157,9 +166,14 @@ def save_checkpoint(
     """Write ``<run>/checkpoints/step_{step}`` atomically, then point ``latest`` at it."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:06d}"
+    recorded = provenance.read(run_dir)
     with atomic.atomic_path(final) as tmp:
         tmp.mkdir()
-        save_file(model_state(model), str(tmp / "model.safetensors"))
+        weights = model_state(model)
+        save_file(weights, str(tmp / "model.safetensors"))
+        state = {**(state or {}), "weights_sha256": provenance.tensors_sha256(weights)}
+        if recorded is not None:
+            state["run_fingerprint"] = provenance.digest(recorded)
         if masks:
             save_file({k: v.to("cpu", torch.uint8).contiguous() for k, v in masks.items()},
                       str(tmp / "masks.safetensors"))

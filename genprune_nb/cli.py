@@ -98,13 +98,13 @@ def cmd_loop(args: argparse.Namespace) -> None:
     ctx = init_distributed(args.device)
     try:
         if args.command == "outer":
-            connectome = run_outer_loop(preset, study, criterion=args.criterion, ctx=ctx,
+            connectome = run_outer_loop(preset, study, criterion=args.criterion, overwrite=args.overwrite, ctx=ctx,
                                         progress=not args.no_progress)
             path = StudyLayout(study).final_connectome(connectome.meta["criterion"])
             summary = f"connectome of density {connectome.density():.4f} in {path}"
         else:
             refs = run_inner_loop(preset, study, conditions=tuple(args.conditions) if args.conditions else None,
-                                  ctx=ctx, progress=not args.no_progress)
+                                  overwrite=args.overwrite, ctx=ctx, progress=not args.no_progress)
             summary = f"{len(refs)} kept inner-loop checkpoints in {study}/inner"
     finally:
         shutdown_distributed()
@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_preset_args(p)
         p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
         p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="redo the runs made with another recipe (refused by default, naming what differs)")
         if name == "outer":
             p.add_argument("--criterion", choices=CRITERIA,
                            help="pruning criterion (default: the preset's outer.criterion, magnitude)")

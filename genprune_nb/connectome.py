@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import ternary_codec
+from . import provenance, ternary_codec
 from .config import ModelConfig, OuterConfig
 from .model import GPT, init_std
 from .pruning import check_covers, mlp_unit_pairs
@@ -95,6 +95,11 @@ class Connectome:
             flat[where] = (torch.randint(0, 2, (k,), generator=gen, dtype=torch.int8) * 2 - 1)
             signs[name] = flat.view(s.shape)
         return Connectome(signs, dict(self.scales), {**self.meta, "control": "random", "control_seed": seed})
+
+    def digest(self) -> str:
+        """Identity of the wiring (signs and constants), whatever the file's meta says: what a run grown from it
+        records as its start."""
+        return provenance.digest({"signs": provenance.tensors_sha256(self.signs), "scales": self.scales})
 
     def save(self, path: str | Path) -> int:
         """Write the entropy-coded file atomically; returns its size in bytes."""

@@ -18,7 +18,7 @@ import pandas as pd
 from .config import Preset
 from .evals.tasks import base_task
 from .plots import condition_palette, short_count
-from .results import COLUMNS as RESULT_COLUMNS
+from .results import COLUMNS as RESULT_COLUMNS, extra_keys
 from .stats import mean_se
 
 # The paper's inner loop: 2,000 steps x 512 sequences x 1,024 tokens.
@@ -212,7 +212,7 @@ def metric_vs_tokens(results: pd.DataFrame, task: str, metric: str, **keys: Any)
     unknown = [k for k in keys if k not in df.columns]
     if unknown:
         raise ValueError(f"results have no column(s) {unknown} to select on")
-    for column in [c for c in df.columns if c not in RESULT_COLUMNS]:
+    for column in extra_keys(df):
         df = df[df[column] == keys[column]] if column in keys else df[df[column].isna()]
     if df.empty:
         raise ValueError(f"no {task!r} {metric!r} rows match {keys or 'the overall score'}")

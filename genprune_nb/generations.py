@@ -5,11 +5,15 @@ the survivors to sign x c, repeat for G generations; the last generation's terna
 Inner loop ("development", on the small corpus S): train every condition x seed from its starting point with
 pruned weights held at zero, keeping checkpoints for the evaluations.
 
-Both are resumable at any point: a finished generation (its connectome file exists) is skipped (its summary is
-rebuilt if a kill lost it), an unfinished one resumes from its latest checkpoint; likewise for every inner run.
+Both are resumable at any point: a finished generation is skipped (its summary is rebuilt if a kill lost it),
+an unfinished one resumes from its latest checkpoint; likewise for every inner run. "Finished" means finished under
+the current recipe: every run records its fingerprint (``provenance``) and each connectome the training and pruning
+settings it came from, so a changed recipe is refused (naming the fields) unless ``overwrite`` asks to redo what it
+changes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -20,28 +24,51 @@ from typing import Mapping
 import torch
 from tqdm.auto import tqdm
 
-from . import atomic
+from . import atomic, provenance
 from .checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
 from .config import Preset, override
 from .connectome import Connectome, file_bits_per_weight, reinit_scales
 from .launch import DistContext, init_distributed
+from .locking import folder_lock
 from .data.loader import TokenLoader
 from .model import GPT
 from .layout import PAPER_CRITERION, StudyLayout
 from .pruning import CRITERIA, NEEDS_ATTRIBUTION, prunable_names, prune_by, taylor_scores
 from .results import ModelRef
-from .train import autocast_context, shard_files, train
+from .train import autocast_context, recipe_differences, shard_files, train
 
 CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
 _CONDITION = re.compile(r"^(\w+)(?:\[(\w+)\])?$")
 
 
-def _generation_start(preset: Preset, study: StudyLayout, g: int, criterion: str):
-    """(init_state, masks) of generation g: random init for g = 0, else the previous connectome."""
+def _generation_start(preset: Preset, study: StudyLayout, g: int, criterion: str
+                      ) -> tuple[Connectome | None, dict]:
+    """(previous connectome, start record) of generation g: random init for g = 0, else the previous connectome."""
     if g == 0:
-        return None, None
+        return None, provenance.tensor_start(None, None, preset.train.seed)
     previous = Connectome.load(study.connectome(g - 1, criterion))
-    return previous.init_state(preset.model, preset.train.seed), previous.masks()
+    return previous, {"kind": "connectome", "generation": g - 1, "connectome": previous.digest(),
+                      "seed": preset.train.seed}
+
+
+def _generation_fingerprint(preset: Preset, start: dict, large: list[Path], val: list[Path]) -> dict:
+    """What determines generation g's training (``provenance.run_fingerprint``)."""
+    return provenance.run_fingerprint(preset.model, preset.train, large, val, start, _group_sparsity(preset.outer))
+
+
+def _connectome_record(preset: Preset, fingerprint: dict) -> dict:
+    """What determines generation g's connectome: its training's fingerprint and the pruning settings (the outer
+    section but ``generations``). Stored in the connectome's meta, so the file vouches for itself."""
+    outer = {k: v for k, v in dataclasses.asdict(preset.outer).items() if k != "generations"}
+    return {**fingerprint, "outer": provenance.jsonable(outer)}
+
+
+def _recorded(path: Path) -> dict | None:
+    """The record the connectome at ``path`` was made under; None if it is missing or older than records."""
+    if not path.exists():
+        return None
+    recorded = Connectome.load(path).meta.get("provenance")
+    return recorded if isinstance(recorded, dict) else None
 
 
 def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -55,9 +82,10 @@ def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> di
 
 
 def _prune_generation(
-    preset: Preset, study: StudyLayout, g: int, masks: Mapping[str, torch.Tensor] | None, device: torch.device
+    preset: Preset, study: StudyLayout, g: int, masks: Mapping[str, torch.Tensor] | None, device: torch.device,
+    record: dict | None = None,
 ) -> Connectome:
-    """Prune generation g's trained weights into its connectome file; return the connectome."""
+    """Prune generation g's trained weights into its connectome file (``record``: the recipe it came from)."""
     outer = preset.outer
     ckpt = latest_checkpoint(study.generation(g, outer.criterion))
     model = ckpt.load_model()
@@ -71,7 +99,7 @@ def _prune_generation(
     connectome = Connectome.from_weights(
         new_masks, sign_weights, reinit_scales(preset.model, names, outer),
         meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "preset": preset.name,
-              "prune_embeddings": outer.prune_embeddings},
+              "prune_embeddings": outer.prune_embeddings, "provenance": record},
     )
     connectome.save(study.connectome(g, outer.criterion))
     return connectome
@@ -108,21 +136,20 @@ def _group_sparsity(outer) -> float:
     return outer.group_sparsity if outer.criterion == "structured" else 0.0
 
 
-def _share_first_generation(preset: Preset, study: StudyLayout) -> bool:
+def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dict) -> bool:
     """Start another criterion from the magnitude loop's trained generation 0 when its training was the same.
 
     Generation 0 is dense, so every criterion without a training penalty would train the identical model; sharing
-    it saves a generation and makes the criteria prune the very same weights. Returns whether it was shared.
+    it saves a generation and makes the criteria prune the very same weights. "The same" is the same fingerprint
+    (``fingerprint``, generation 0's here). Returns whether it was shared.
     """
     criterion = preset.outer.criterion
     source, target = study.generation(0), study.generation(0, criterion)
     final = latest_checkpoint(source)
     if (criterion == PAPER_CRITERION or _group_sparsity(preset.outer) or latest_checkpoint(target) is not None
-            or final is None or final.step != preset.train.steps):
+            or final is None or final.step != preset.train.steps or recipe_differences(source, fingerprint, final)):
         return False
-    theirs = final.preset()
-    if (theirs.train, theirs.model, theirs.data) != (preset.train, preset.model, preset.data):
-        return False
+    provenance.write(target, fingerprint)
     with atomic.atomic_path(target / "checkpoints" / final.path.name) as tmp:
         shutil.copytree(final.path, tmp)
     atomic.write_text(target / "checkpoints" / "latest", final.path.name + "\n")
@@ -137,6 +164,7 @@ def run_outer_loop(
     study: StudyLayout | str | Path,
     *,
     criterion: str | None = None,
+    overwrite: bool = False,
     ctx: DistContext | None = None,
     progress: bool = True,
 ) -> Connectome:
@@ -144,39 +172,63 @@ def run_outer_loop(
 
     ``criterion`` (default ``preset.outer.criterion``) chooses the pruning strategy; magnitude (the paper) lives in
     ``outer/``, any other in ``outer_<criterion>/``, which starts from magnitude's generation 0 where that is the
-    same training (see ``_share_first_generation``).
+    same training (see ``_share_first_generation``). A generation done under another recipe is refused, naming
+    the differing fields; with ``overwrite`` it is trained (or only pruned) again. One outer loop per folder at a
+    time: a second one fails at once.
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
     if criterion is not None:
         preset = override(preset, {"outer.criterion": criterion})
     criterion = preset.outer.criterion
+    with folder_lock(study.outer(criterion), "outer loop") if ctx.is_main else contextlib.nullcontext():
+        _run_generations(preset, study, overwrite, ctx, progress)
+    return Connectome.load(study.final_connectome(criterion))
+
+
+def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: DistContext, progress: bool) -> None:
+    """The body of ``run_outer_loop``, under its lock."""
+    criterion = preset.outer.criterion
     large, val = shard_files(preset, "large"), shard_files(preset, "val")
     if ctx.is_main:
-        _share_first_generation(preset, study)
+        _share_first_generation(preset, study, _generation_fingerprint(preset, _generation_start(
+            preset, study, 0, criterion)[1], large, val))
     ctx.barrier()
     desc = "generations" if criterion == PAPER_CRITERION else f"generations ({criterion})"
     for g in tqdm(range(preset.outer.generations), desc=desc, disable=not (progress and ctx.is_main)):
-        if study.connectome(g, criterion).exists():
-            if ctx.is_main:
-                _finish_generation(study, g, criterion)  # a kill may have come between the connectome and this
-            continue
-        init_state, masks = _generation_start(preset, study, g, criterion)
-        run_dir = study.generation(g, criterion)
+        previous, start = _generation_start(preset, study, g, criterion)
+        fingerprint = _generation_fingerprint(preset, start, large, val)
+        record = _connectome_record(preset, fingerprint)
+        run_dir, path = study.generation(g, criterion), study.connectome(g, criterion)
+        recorded = _recorded(path)  # a connectome without a record (older code) is made again
+        if recorded is not None:
+            differences = provenance.compare(recorded, record)
+            if not differences:  # made under this recipe: done, but a kill may have lost its summary
+                if ctx.is_main:
+                    _finish_generation(study, g, criterion)
+                continue
+            if not overwrite:
+                raise provenance.refusal(path, differences, "pass --overwrite to redo that generation (trained "
+                                         "again only if its training differs), or use another study folder "
+                                         "(--run-root)")
+        masks = previous.masks() if previous is not None else None
         trained = latest_checkpoint(run_dir)
-        if trained is None or trained.step < preset.train.steps:  # else trained already (or shared), not pruned
+        if (trained is None or trained.step < preset.train.steps
+                or recipe_differences(run_dir, fingerprint, trained)):  # else trained (or shared), not pruned
+            # train() resumes a run of this recipe, refuses one of another, or with overwrite restarts it
+            init_state = previous.init_state(preset.model, preset.train.seed) if previous is not None else None
             train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
-                  resume=True, group_sparsity=_group_sparsity(preset.outer), ctx=ctx, progress=progress)
+                  resume=True, overwrite=overwrite, group_sparsity=_group_sparsity(preset.outer), origin=start,
+                  ctx=ctx, progress=progress)
         if ctx.is_main:
-            _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device))
+            _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device, record))
         ctx.barrier()
     final, target = study.connectome(preset.outer.generations - 1, criterion), study.final_connectome(criterion)
-    if ctx.is_main and not target.exists():
+    if ctx.is_main and (not target.exists() or provenance.file_sha256(target) != provenance.file_sha256(final)):
         atomic.remove_leftovers(study.outer(criterion))
-        with atomic.atomic_path(target) as tmp:
+        with atomic.atomic_path(target) as tmp:  # the inner loop's input is the last generation's, byte for byte
             shutil.copyfile(final, tmp)
     ctx.barrier()
-    return Connectome.load(target)
 
 
 def parse_condition(condition: str, default_criterion: str = PAPER_CRITERION) -> tuple[str, str | None]:
@@ -240,6 +292,7 @@ def run_inner_loop(
     connectome: Connectome | str | Path | None = None,
     conditions: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
+    overwrite: bool = False,
     ctx: DistContext | None = None,
     progress: bool = True,
 ) -> list[ModelRef]:
@@ -248,32 +301,40 @@ def run_inner_loop(
     Conditions are ``CONDITIONS``, optionally naming a pruning criterion: ``Connectome[attribution]`` grows from
     ``outer_attribution/connectome.gpc``. A plain Connectome / RandomConnectome uses ``connectome`` if given,
     else the final connectome of ``preset.outer.criterion`` (``outer/connectome.gpc`` for magnitude).
+    A run's start is its condition, seed and the connectome's digest: a run made from another connectome or
+    recipe is refused, naming the differing fields, or with ``overwrite`` restarted.
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
     conditions = conditions or preset.inner.conditions
     seeds = seeds or preset.inner.seeds
     parsed = {c: parse_condition(c, preset.outer.criterion) for c in conditions}
-    loaded: dict[str, Connectome] = {}
+    loaded: dict[str | None, tuple[Connectome, str]] = {}  # criterion (None: the given one) -> (it, its digest)
 
-    def connectome_of(condition: str) -> Connectome | None:
+    def connectome_of(condition: str) -> tuple[Connectome | None, str | None]:
         base, criterion = parsed[condition]
         if base == "NoConnectome":
-            return None
-        if connectome is not None and "[" not in condition:
-            return connectome if isinstance(connectome, Connectome) else Connectome.load(connectome)
-        if criterion not in loaded:
-            path = study.final_connectome(criterion)
-            if not path.exists():
-                raise FileNotFoundError(f"condition {condition!r} needs {path}: run the outer loop with "
-                                        f"criterion {criterion!r} first")
-            loaded[criterion] = Connectome.load(path)
-        return loaded[criterion]
+            return None, None
+        key = None if connectome is not None and "[" not in condition else criterion
+        if key not in loaded:
+            if key is None:
+                given = connectome if isinstance(connectome, Connectome) else Connectome.load(connectome)
+            else:
+                path = study.final_connectome(criterion)
+                if not path.exists():
+                    raise FileNotFoundError(f"condition {condition!r} needs {path}: run the outer loop with "
+                                            f"criterion {criterion!r} first")
+                given = Connectome.load(path)
+            loaded[key] = (given, given.digest())
+        return loaded[key]
 
     small, val = shard_files(preset, "small"), shard_files(preset, "val")
     runs = [(c, s) for c in conditions for s in seeds]
     for condition, seed in tqdm(runs, desc="inner loop", disable=not (progress and ctx.is_main)):
-        init_state, masks = condition_start(condition, connectome_of(condition), preset, seed)
+        grown, digest = connectome_of(condition)
+        init_state, masks = condition_start(condition, grown, preset, seed)
+        start = {"condition": parsed[condition][0], "seed": seed, "connectome": digest}
         train(inner_preset(preset, seed), study.inner_run(condition, seed), train_files=small, val_files=val,
-              init_state=init_state, masks=masks, resume=True, ctx=ctx, progress=progress)
+              init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start, ctx=ctx,
+              progress=progress)
     return study.model_refs(conditions=list(conditions))

@@ -79,5 +79,6 @@ class StudyLayout:
                 if final_only:
                     ckpts = ckpts[-1:]
                 for c in ckpts:
-                    refs.append(ModelRef(cond_dir.name, seed, c.step, c.state().get("tokens", 0), c.path))
+                    refs.append(ModelRef(cond_dir.name, seed, c.step, c.state().get("tokens", 0), c.path,
+                                         c.fingerprint()))
         return refs

@@ -22,7 +22,7 @@ from .config import Preset, get_preset
 from .curves import VAL_LOSS_TASK
 from .evals import report
 from .evals.tasks import base_task, task_label
-from .results import COLUMNS, final_rows
+from .results import extra_keys, final_rows
 from .stats import mean_se
 
 NOISE_CEILING = 0.559  # the language network's noise ceiling for the Tuckute 2024 sentences (paper: 0.56)
@@ -150,7 +150,7 @@ def _rows(results: pd.DataFrame, task: str | None, metric: str, key: str | None 
     if task is None or results.empty or (key is not None and key not in results.columns):
         return results.iloc[0:0]
     df = results[(results["task"] == task) & (results["metric"] == metric)]
-    for extra in (c for c in df.columns if c not in COLUMNS):
+    for extra in extra_keys(df):
         df = df[df[extra].notna()] if extra == key else df[df[extra].isna()]
     return df.reset_index(drop=True)
 

@@ -7,18 +7,20 @@ parallel (gradients synchronised on the last micro-step only; rank 0 alone logs 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from . import atomic
+from . import atomic, provenance
 from .checkpoint import (
     Checkpoint,
     clean_stale,
@@ -33,6 +35,7 @@ from .data.loader import TokenLoader
 from .data.manifest import corpus_shards
 from .errors import GenpruneError
 from .launch import DistContext, init_distributed
+from .locking import run_dir_lock
 from .model import GPT, flops_per_token, peak_flops
 from .optim import WeightMask, build_optimizer, set_lr
 from .pruning import group_sparsity_penalty
@@ -135,6 +138,19 @@ def shard_files(preset: Preset, corpus: str) -> list[Path]:
     return corpus_shards(preset.data, corpus)
 
 
+def _holding_run_dir_lock(train_fn: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
+    """Run ``train_fn(preset, run_dir, ...)`` holding the run dir's lock (rank 0 only): one writer per run dir."""
+
+    @functools.wraps(train_fn)
+    def locked(preset: Preset, run_dir: str | Path, *args, ctx: DistContext | None = None, **kwargs) -> TrainResult:
+        ctx = ctx or init_distributed()
+        with run_dir_lock(run_dir) if ctx.is_main else contextlib.nullcontext():
+            return train_fn(preset, run_dir, *args, ctx=ctx, **kwargs)
+
+    return locked
+
+
+@_holding_run_dir_lock
 def train(
     preset: Preset,
     run_dir: str | Path,
@@ -147,6 +163,7 @@ def train(
     overwrite: bool = False,
     until: int | None = None,
     group_sparsity: float = 0.0,
+    origin: Mapping[str, Any] | None = None,
     ctx: DistContext | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -157,6 +174,11 @@ def train(
     checkpoints, so a resumed run needs neither. ``until`` stops after that step with a checkpoint (a
     time-boxed session); a later ``resume`` continues exactly as if the run had never stopped.
     ``group_sparsity`` > 0 adds lambda x the group lasso over MLP units (``pruning.group_sparsity_penalty``).
+
+    ``origin`` describes the start state for the run's fingerprint (e.g. the connectome it grows from); by default
+    ``init_state`` and ``masks`` are hashed. A run is resumed only under the fingerprint it recorded
+    (``provenance``); under another one it is refused, or restarted from scratch with ``overwrite``. A second
+    process training into the same ``run_dir`` fails at once (``locking``).
     """
     ctx = ctx or init_distributed()
     cfg, run_dir = preset.train, Path(run_dir)
@@ -182,11 +204,16 @@ def train(
     val_batches = validation_batches(cfg.val_tokens, val_loader, required=bool(cfg.val_every))
     log = RunLog(run_dir / "metrics.jsonl", enabled=ctx.is_main)
 
+    if origin is None and init_state is None and masks is None and resume:  # resuming needs no start: the run's
+        origin = (provenance.read(run_dir) or {}).get("start")
+    fingerprint = provenance.run_fingerprint(preset.model, cfg, train_files, val_files,
+                                             origin or provenance.tensor_start(init_state, masks, cfg.seed),
+                                             group_sparsity)
     start, val_loss_at_start = 0, None
     if ctx.is_main:
         clean_stale(run_dir)
     ctx.barrier()
-    ckpt = latest_checkpoint(run_dir)
+    ckpt = _admit(run_dir, fingerprint, resume=resume, overwrite=overwrite, ctx=ctx)
     resumed = ckpt is not None and resume
     if resumed:
         saved_masks = ckpt.masks()
@@ -260,6 +287,44 @@ def train(
             last = _save(run_dir, done, model, preset, optimizer, weight_mask, train_loader, val_loss, ctx)
     bar.close()
     return TrainResult(run_dir, stop, val_loss, last)
+
+
+def recipe_differences(run_dir: Path, fingerprint: Mapping[str, Any], ckpt: Checkpoint) -> list[provenance.Difference]:
+    """How ``fingerprint`` differs from the recipe ``ckpt`` of ``run_dir`` was trained with.
+
+    That recipe is the run's ``fingerprint.json``; for a checkpoint it does not describe (a run written before
+    fingerprints, or a checkpoint that records another run fingerprint) the model and train config the checkpoint
+    saved.
+    """
+    recorded = provenance.read(run_dir)
+    made_under = ckpt.state().get("run_fingerprint")
+    if recorded is None or (made_under and made_under != provenance.digest(recorded)):
+        recorded = provenance.preset_fingerprint(ckpt.preset())
+    return provenance.compare(recorded, fingerprint)
+
+
+def _admit(run_dir: Path, fingerprint: dict[str, Any], *, resume: bool, overwrite: bool,
+           ctx: DistContext) -> Checkpoint | None:
+    """The provenance gate: the checkpoint to resume from, or None to start afresh; refuses another recipe.
+
+    A run holding checkpoints resumes only under its recorded fingerprint; ``overwrite`` restarts it from scratch
+    instead (its checkpoints go here, its metrics with the fresh start). The fingerprint is recorded before the
+    run writes anything else.
+    """
+    ckpt = latest_checkpoint(run_dir)
+    differences = recipe_differences(run_dir, fingerprint, ckpt) if ckpt is not None else []
+    if ckpt is not None and resume and differences and not overwrite:
+        raise provenance.refusal(run_dir, differences)
+    restart = ckpt is not None and overwrite and (bool(differences) or not resume)
+    ctx.barrier()  # every rank has decided before rank 0 changes the run dir
+    if ctx.is_main and (ckpt is None or restart or resume):
+        if restart:
+            (run_dir / "checkpoints" / "latest").unlink(missing_ok=True)  # no pointer into a half-removed folder
+            atomic.discard(run_dir / "checkpoints")  # one rename: never a half-deleted step_* left behind
+        if provenance.read(run_dir) != fingerprint:
+            provenance.write(run_dir, fingerprint)
+    ctx.barrier()
+    return None if restart else ckpt
 
 
 def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss, ctx) -> Checkpoint | None:

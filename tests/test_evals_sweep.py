@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import genprune_nb.evals.sweep as sweep_mod
+from genprune_nb.checkpoint import resolve_checkpoint
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
 from genprune_nb.evals import evaluate_checkpoint, evaluate_study, run_task, task_label
@@ -36,8 +37,9 @@ def test_val_loss_by_hand(tmp_path):
 def test_evaluate_checkpoint_reads_ids_from_the_study_path(fake_study):
     run = fake_study.inner_run("RandomConnectome", 1)
     df = evaluate_checkpoint(run, "blimp", limit=3, device="cpu", progress=False)  # a run dir: its latest
-    assert list(df.columns[:5]) == COLUMNS[:5] and list(df.columns[-3:]) == ["metric", "value", "n"]
-    assert set(df.columns[5:-3]) == {"paradigm", "phenomenon"}  # the results table's own column order
+    assert list(df.columns[:5]) == COLUMNS[:5] and list(df.columns[-4:]) == ["metric", "value", "n", "fingerprint"]
+    assert set(df.columns[5:-4]) == {"paradigm", "phenomenon"}  # the results table's own column order
+    assert set(df["fingerprint"]) == {resolve_checkpoint(run).fingerprint()}  # what was scored
     overall = df[df["paradigm"].isna() & df["phenomenon"].isna()].iloc[0]
     assert (overall["condition"], overall["seed"], overall["step"], overall["task"]) == \
            ("RandomConnectome", 1, 20, "blimp@3")

@@ -10,7 +10,7 @@ import torch
 from ..checkpoint import Checkpoint, resolve_checkpoint
 from ..launch import default_device
 from ..layout import StudyLayout, inner_run_identity
-from ..results import order_columns, sweep
+from ..results import FINGERPRINT, order_columns, sweep
 from .scorer import BATCH_SIZE
 from .tasks import DEFAULT_TASKS, Settings, prepare, run_task, task_label
 
@@ -38,7 +38,7 @@ def evaluate_checkpoint(
     ckpt = resolve_checkpoint(path)
     model = ckpt.load_model(device or default_device()).eval()
     rows = run_task(task, model, limit=limit, batch_size=batch_size, progress=progress, preset=ckpt.preset())
-    ids = {**checkpoint_ids(ckpt), "task": task_label(task, limit)}
+    ids = {**checkpoint_ids(ckpt), "task": task_label(task, limit), FINGERPRINT: ckpt.fingerprint()}
     return order_columns(pd.DataFrame([{**ids, **row} for row in rows]))
 
 
