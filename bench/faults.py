@@ -227,7 +227,8 @@ def judged(run: Run, *, names: Sequence[str | Sequence[str]] = (), root: Path | 
             said = run.stdout.strip().splitlines()[-1:] or [""]
             return Verdict(False, False, detail=f"accepted silently (exit 0): {said[0][:160]}")
         problems = recovered()
-        return Verdict(not problems, None,
+        # finished but wrong where a refusal naming something was the other right answer: an error was due
+        return Verdict(not problems, None if not problems or not names else False,
                        detail="recovered: equal to the uninterrupted run" if not problems
                        else f"exit 0 but {summarize(problems)}")
     clear, why = judge_refusal(run, names)
