@@ -1,6 +1,6 @@
 """The fault and bad-input catalogue of a study (issue 12), on the smoke preset.
 
-    python bench/faults.py                                  # everything (~15 min on 2 CPU cores)
+    python bench/faults.py                                  # everything (~27 min on 2 busy CPU cores)
     python bench/faults.py --only kill --kills 3            # a category (or scenario names); 3 kills per command
     python bench/faults.py --only corruption input --keep   # keep the temporary folders for inspection
 
