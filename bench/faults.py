@@ -103,6 +103,7 @@ class Lab:
     def __init__(self, root: Path, runner: Runner, kills: int, seed: int):
         self.root, self.runner, self.kills, self.seed = root, runner, kills, seed
         self._memo: dict[str, object] = {}
+        self.tokens_state: dict[str, Digest] | None = None  # the shared shards as prepared, checked at the end
 
     def rng(self, scenario: str) -> random.Random:
         """One generator per scenario, so that --only does not change another scenario's draws."""
@@ -124,8 +125,8 @@ class Lab:
     def tokens(self) -> Path:
         return self._once("tokens", self._prepare)
 
-    def preset_args(self, *sets: str, tokens: Path | None = None, preset: str = "smoke") -> list[str]:
-        args = ["--preset", preset, "--no-progress", "--set", f"data.tokens_dir={tokens or self.tokens}"]
+    def preset_args(self, *sets: str, tokens: Path | None = None) -> list[str]:
+        args = ["--preset", "smoke", "--no-progress", "--set", f"data.tokens_dir={tokens or self.tokens}"]
         for s in sets:
             args += ["--set", s]
         return args
@@ -813,8 +814,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
         runner.kill_all()
-        tokens_state = getattr(lab, "tokens_state", None)
-        if tokens_state is not None and snapshot(root / "shared" / "tokens") != tokens_state:
+        if lab.tokens_state is not None and snapshot(root / "shared" / "tokens") != lab.tokens_state:
             print("warning: a scenario changed the shared token shards; later scenarios saw other data")
         if args.keep:
             print(f"folders kept in {root}")
