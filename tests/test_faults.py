@@ -27,6 +27,7 @@ from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
 from genprune_nb.generations import run_outer_loop
 from genprune_nb.layout import StudyLayout
+from genprune_nb.locking import LOCK_FILE
 from genprune_nb.model import GPT
 from genprune_nb.train import train
 
@@ -94,7 +95,9 @@ class Faults:
 
 
 def hidden_leftovers(*folders: Path) -> list[Path]:
-    return [p for f in folders if f.is_dir() for p in f.iterdir() if p.name.startswith(".")]
+    """Hidden files a killed save left behind; the run's lock file stays by design (its pid names the writer)."""
+    return [p for f in folders if f.is_dir() for p in f.iterdir()
+            if p.name.startswith(".") and p.name != LOCK_FILE]
 
 
 def records(run_dir: Path) -> list[dict]:

@@ -96,4 +96,5 @@ def test_a_damaged_results_row_is_refused_naming_file_and_line(tmp_path, bad_row
     path.write_text(_GOOD)  # an undefined (NaN) value and n are legitimate
     df = ResultsTable(path).load()
     assert len(df) == 2 and math.isnan(df["value"].iloc[1])
-    assert ResultsTable(path).has(ModelRef("Connectome", 0, 20, 200, tmp_path), "blimp")
+    ResultsTable(path).add(df.assign(fingerprint="f0"))  # the rows record the checkpoint they scored
+    assert ResultsTable(path).has(ModelRef("Connectome", 0, 20, 200, tmp_path, fingerprint="f0"), "blimp")
