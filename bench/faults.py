@@ -30,6 +30,7 @@ import io
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -455,7 +456,7 @@ def missing_optimizer(lab: Lab, folder: Path) -> Verdict:
     def advice(line: str) -> str:  # the checkpoint that lacks it is the latest: resuming from it cannot help
         said = line.lower()
         return "advises resuming from the latest checkpoint, the one that lacks it" \
-            if "resume from" in said and "latest" in said else ""
+            if re.search(r"resume from (the run's |its )?latest", said) else ""
     return resume_damaged(lab, folder, damage, ["optimizer.pt"], advice_check=advice)
 
 

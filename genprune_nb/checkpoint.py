@@ -286,12 +286,12 @@ def _not_resumable(ckpt: Checkpoint) -> str:
     run_dir = ckpt.path.parent.parent
     resumable = [c for c in list_checkpoints(run_dir)
                  if c.path != ckpt.path and (c.path / OPTIMIZER_FILE).is_file() and (c.path / "rng.pt").is_file()]
-    head = f"{ckpt.path} holds no optimizer state ({OPTIMIZER_FILE} is missing), so the run cannot resume from it"
+    head = f"{ckpt.path} holds no optimizer state ({OPTIMIZER_FILE})"
     if resumable:
-        newest = resumable[-1]
-        return (f"{head}; the run's newest resumable checkpoint is {newest.path.name}: write '{newest.path.name}' "
-                f"into {run_dir / 'checkpoints' / 'latest'} to resume from it, or restart the run with --overwrite")
-    return f"{head}, nor from any other of its checkpoints: restart the run with --overwrite"
+        newest = resumable[-1].path.name
+        return (f"{head}; newest resumable checkpoint is {newest}: write '{newest}' into checkpoints/latest to "
+                "resume from it, or pass --overwrite")
+    return f"{head}, nor does any other checkpoint of the run: restart it with --overwrite"
 
 
 def _rng_state() -> dict[str, Any]:

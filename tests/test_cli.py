@@ -153,7 +153,7 @@ def test_a_missing_optimizer_state_names_the_runs_resumable_checkpoint(resumable
     assert "newest resumable checkpoint is step_000001" in line and "--overwrite" in line
     (run / "checkpoints" / "step_000001" / "optimizer.pt").unlink()
     line = one_error_line(resume_argv(run, smoke_preset), capsys)
-    assert "nor from any other of its checkpoints: restart the run with --overwrite" in line
+    assert "nor does any other checkpoint of the run: restart it with --overwrite" in line
     assert "resume from the run's latest checkpoint" not in line  # the very checkpoint that lacks it
 
 
