@@ -12,6 +12,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .errors import GenpruneError
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -25,7 +27,7 @@ LOCK_FILE = ".lock"
 _POLL_S = 0.05
 
 
-class LockBusyError(RuntimeError):
+class LockBusyError(GenpruneError, RuntimeError):
     """Another process holds the lock; the message names what is locked and the holder's pid."""
 
 
@@ -83,7 +85,7 @@ class FileLock:
 
 def run_dir_lock(run_dir: str | Path) -> FileLock:
     """The lock a training run holds on its directory for its whole run; fails at once if busy."""
-    return FileLock(Path(run_dir) / LOCK_FILE, f"run dir {run_dir}")
+    return folder_lock(run_dir, "run dir")
 
 
 def folder_lock(folder: str | Path, what: str) -> FileLock:

@@ -19,6 +19,7 @@ import torch
 
 from . import atomic
 from .config import ModelConfig, Preset, TrainConfig
+from .errors import GenpruneError
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -31,7 +32,7 @@ _HOW_OUT = ("pass --overwrite to restart that run from scratch (its checkpoints 
             "or use another run folder (--run-dir for train, --run-root for outer / inner)")
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(GenpruneError, ValueError):
     """A run directory holds a run made under another fingerprint; the message names the differing fields."""
 
 
@@ -95,16 +96,14 @@ def train_fields(cfg: TrainConfig) -> dict[str, Any]:
 
 def shard_record(files: Sequence[str | Path]) -> dict[str, Any]:
     """The shards a loader reads, in its order: names, sizes in tokens, sha256 where the set's meta records it."""
+    from .data.manifest import read_manifest
     from .data.shards import read_header
 
     files = [Path(f) for f in files]
     hashes: dict[str, str] = {}
     for folder in dict.fromkeys(f.parent for f in files):
         for meta in sorted(folder.glob("*_meta.json")):
-            try:
-                recorded = json.loads(meta.read_text(encoding="utf-8")).get("sha256") or {}
-            except (OSError, ValueError, AttributeError) as e:
-                raise ValueError(f"{meta}: unreadable shard meta file ({e})") from None
+            recorded = read_manifest(meta).get("sha256") or {}
             if isinstance(recorded, dict):
                 hashes.update(recorded)
     shards = {}

@@ -101,7 +101,7 @@ def test_data_hashes_from_the_shard_meta_are_part_of_the_fingerprint(fast, tmp_p
     start = provenance.tensor_start(None, None, 0)
     plain = provenance.run_fingerprint(fast.model, fast.train, [shard], [shard], start)
     assert plain["data"]["train"] == {"files": [shard.name], "shards": {shard.name: {"tokens": 100}}}
-    (tmp_path / "x_meta.json").write_text(json.dumps({"sha256": {shard.name: "ab" * 32}}))
+    (tmp_path / "x_meta.json").write_text(json.dumps({"files": {"train": [shard.name]}, "sha256": {shard.name: "ab" * 32}}))
     hashed = provenance.run_fingerprint(fast.model, fast.train, [shard], [shard], start)
     assert hashed["data"]["train"]["shards"][shard.name]["sha256"] == "ab" * 32
     fields = [d.field for d in provenance.compare(plain, hashed)]
