@@ -229,8 +229,7 @@ def reported_in_one_line(error: BaseException) -> bool:
 
     Anything else (TypeError, KeyError, IndexError, a RuntimeError from torch) is a bug and keeps its traceback.
     """
-    return (isinstance(error, (GenpruneError, ValueError, OSError, FloatingPointError))
-            or type(error).__module__.split(".")[0] == __package__)
+    return isinstance(error, (GenpruneError, ValueError, OSError, FloatingPointError))
 
 
 def one_line(error: BaseException) -> str:
