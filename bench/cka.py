@@ -2,7 +2,7 @@
 
 Synthetic features with the study's shape (10,000 tokens x 13 layers x 768 units, float32) for two "models": a
 residual-stream-like random walk over layers driven by a shared latent, so neighbouring layers and the two models
-are correlated. Times ``genprune_nb.cka.cka_matrix`` alone (features already in memory); optionally also the
+are correlated. Times ``genprune_nb.analysis.cka.cka_matrix`` alone (features already in memory); optionally also the
 feature extraction of a small random GPT (``--model-tokens``).
 
     python bench/cka.py --tokens 10000 --layers 13 --width 768 --batch-size 256
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from genprune_nb.cka import cka_matrix  # noqa: E402
+from genprune_nb.analysis.cka import cka_matrix  # noqa: E402
 
 
 def synthetic(n: int, layers: int, width: int, seed: int) -> list[torch.Tensor]:
@@ -82,9 +82,9 @@ def main() -> None:
         print(f"max |minibatch - full| {np.abs(mini - full).max():.4f}; CKA range {full.min():.3f}..{full.max():.3f}")
 
     if args.model_tokens:
+        from genprune_nb.analysis.representations import token_features
         from genprune_nb.config import get_preset
-        from genprune_nb.model import GPT
-        from genprune_nb.representations import token_features
+        from genprune_nb.model.gpt import GPT
 
         model = GPT(get_preset(args.model_preset).model, seed=0)
         cfg = model.config

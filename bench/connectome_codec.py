@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from genprune_nb import ternary_codec  # noqa: E402
 from genprune_nb.config import ModelConfig, get_preset  # noqa: E402
+from genprune_nb.connectome.wiring import ternary_codec  # noqa: E402
 
 
 def weight_shapes(m: ModelConfig) -> dict[str, tuple[int, int]]:

@@ -21,7 +21,7 @@ from genprune_nb.config import get_preset, override  # noqa: E402
 from genprune_nb.evals import hellaswag  # noqa: E402
 from genprune_nb.evals.scorer import BATCH_SIZE  # noqa: E402
 from genprune_nb.launch import default_device  # noqa: E402
-from genprune_nb.model import GPT  # noqa: E402
+from genprune_nb.model.gpt import GPT  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

@@ -18,8 +18,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from genprune_nb.config import get_preset, override  # noqa: E402
-from genprune_nb.model import GPT  # noqa: E402
-from genprune_nb.pruning import CRITERIA, NEEDS_ATTRIBUTION, prunable_names, prune_by, taylor_scores  # noqa: E402
+from genprune_nb.connectome.pruning import (  # noqa: E402
+    CRITERIA,
+    NEEDS_ATTRIBUTION,
+    prunable_names,
+    prune_by,
+    taylor_scores,
+)
+from genprune_nb.model.gpt import GPT  # noqa: E402
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genprune_nb.config import get_preset, override  # noqa: E402
 from genprune_nb.launch import DistContext, default_device  # noqa: E402
-from genprune_nb.model import GPT, flops_per_token, peak_flops  # noqa: E402
-from genprune_nb.optim import WeightMask, build_optimizer  # noqa: E402
-from genprune_nb.train import train_step  # noqa: E402
+from genprune_nb.model.gpt import GPT, flops_per_token, peak_flops  # noqa: E402
+from genprune_nb.training.loop import train_step  # noqa: E402
+from genprune_nb.training.optim import WeightMask, build_optimizer  # noqa: E402
 
 
 def random_masks(model: GPT, density: float, seed: int = 0) -> dict[str, torch.Tensor]:

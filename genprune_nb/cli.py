@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from .config import PRESETS, Preset, dumps, get_preset, override
+from .connectome.pruning import CRITERIA
 from .errors import GenpruneError
-from .pruning import CRITERIA
-from .writable import require_writable
+from .storage.writable import require_writable
 
 TRACEBACK_ENV = "GENPRUNE_TRACEBACK"  # set to 1 to see the traceback of an error the CLI would print in one line
 
@@ -73,7 +73,7 @@ def _run_dir(args: argparse.Namespace, preset: Preset) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .launch import init_distributed, shutdown_distributed
-    from .train import train
+    from .training.loop import train
 
     preset = _preset(args)
     run_dir = require_writable(_run_dir(args, preset), "run dir")
@@ -89,9 +89,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_loop(args: argparse.Namespace) -> None:
-    from .generations import run_inner_loop, run_outer_loop
     from .launch import init_distributed, shutdown_distributed
-    from .layout import StudyLayout
+    from .study.generations import run_inner_loop, run_outer_loop
+    from .study.layout import StudyLayout
 
     preset = _preset(args)
     study = require_writable(args.run_root or Path("runs") / preset.name, "study folder")
@@ -115,8 +115,8 @@ def cmd_loop(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .evals import evaluate_checkpoint, evaluate_study, task_label
-    from .results import ResultsTable
+    from .evals import evaluate_checkpoint, evaluate_study
+    from .study.results import ResultsTable, task_label
 
     common = dict(limit=args.limit, device=args.device, batch_size=args.batch_size, progress=not args.no_progress)
     if args.out:
@@ -147,7 +147,7 @@ def _notebook_parameter(text: str) -> tuple[str, object]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from .pipeline import run_pipeline
+    from .study.pipeline import run_pipeline
 
     executed = run_pipeline(args.preset, overrides=args.set, run_root=args.run_root, figures_dir=args.figures_dir,
                             only=args.only, parameters=dict(_notebook_parameter(p) for p in args.param),

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GenpruneError
-from .pruning import CRITERIA
+
+# The pruning criteria by name, implemented in ``connectome.pruning`` (named here so a preset can be validated).
+CRITERIA = ("magnitude", "random", "attribution", "structured")
 
 
 class ConfigError(GenpruneError, ValueError):
@@ -162,7 +164,7 @@ class OuterConfig:
 
     generations: int = 6
     prune_fraction: float = 0.2  # of each tensor's surviving weights, per generation
-    criterion: str = "magnitude"  # magnitude (paper), random, attribution or structured (genprune_nb.pruning)
+    criterion: str = "magnitude"  # magnitude (paper), random, attribution or structured (genprune_nb.connectome.pruning)
     attribution_batches: int = 8  # micro-batches of L over which attribution / structured sum |w * dL/dw|
     group_sparsity: float = 0.0  # structured only: lambda of the group lasso on MLP units while training
     scope: str = "layer"  # "layer": per tensor (paper); "global": one threshold over all tensors

@@ -29,17 +29,17 @@ CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
 
 @pytest.fixture(scope="session")
 def fake_study(tmp_path_factory):
-    """A study root laid out like the inner loop's output (genprune_nb.layout), without training.
+    """A study root laid out like the inner loop's output (genprune_nb.study.layout), without training.
 
     Smoke-preset checkpoints for the three conditions x seeds 0, 1 x steps 10, 20; each model is a different
     random init, so evaluations differ between checkpoints. For testing evaluations and notebooks quickly.
     """
     import torch
 
-    from genprune_nb.checkpoint import save_checkpoint
     from genprune_nb.config import get_preset
-    from genprune_nb.layout import StudyLayout
-    from genprune_nb.model import GPT
+    from genprune_nb.model.gpt import GPT
+    from genprune_nb.study.layout import StudyLayout
+    from genprune_nb.training.checkpoint import save_checkpoint
 
     preset = get_preset("smoke")
     study = StudyLayout(tmp_path_factory.mktemp("study"))

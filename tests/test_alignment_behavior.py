@@ -10,11 +10,27 @@ import pandas as pd
 import pytest
 
 from genprune_nb.alignment.behavior import (
-    BRAINSCORE_CEILING, TASK, bootstrap_ci, ceiling, compare_fits, final_scores, log_frequency, normalize_word,
-    metric_rows, pearson_r, predictors, regress, reliability, score, surprisal_for, sweep_reading_times, task_name)
-from genprune_nb.alignment.behavior_plots import plot_surprisal_vs_rt
+    BRAINSCORE_CEILING,
+    TASK,
+    bootstrap_ci,
+    ceiling,
+    compare_fits,
+    final_scores,
+    log_frequency,
+    metric_rows,
+    normalize_word,
+    pearson_r,
+    predictors,
+    regress,
+    reliability,
+    score,
+    surprisal_for,
+    sweep_reading_times,
+    task_name,
+)
 from genprune_nb.alignment.reading_times import from_table
-from genprune_nb.results import ResultsTable
+from genprune_nb.report.behavior import plot_surprisal_vs_rt
+from genprune_nb.study.results import ResultsTable
 
 X = [1.0, 2.0, 3.0, 4.0, 5.0]
 Y = [2.0, 1.0, 4.0, 3.0, 6.0]

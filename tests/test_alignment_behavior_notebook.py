@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from genprune_nb.layout import StudyLayout
+from genprune_nb.study.layout import StudyLayout
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_behavior.ipynb"
 

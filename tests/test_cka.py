@@ -1,4 +1,4 @@
-"""Linear CKA (genprune_nb.cka) and the model-level helpers (genprune_nb.representations)."""
+"""Linear CKA (genprune_nb.analysis.cka) and the model-level helpers (genprune_nb.analysis.representations)."""
 from __future__ import annotations
 
 import matplotlib
@@ -10,14 +10,25 @@ import pytest
 import torch
 import xarray as xr
 
-from genprune_nb.cka import cka_matrix, hsic, hsic1, linear_cka, minibatch_cka
-from genprune_nb.cka import _feature_cka, _gram_cka  # the two full-form branches, compared directly
+from genprune_nb.analysis.cka import (  # the two full-form branches, compared directly
+    _feature_cka,
+    _gram_cka,
+    cka_matrix,
+    hsic,
+    hsic1,
+    linear_cka,
+    minibatch_cka,
+)
+from genprune_nb.analysis.representations import (
+    layer_cka,
+    model_cka,
+    plot_cka_heatmaps,
+    sample_token_windows,
+    token_features,
+)
 from genprune_nb.config import ModelConfig
 from genprune_nb.data.shards import write_shard
-from genprune_nb.model import GPT
-from genprune_nb.representations import (
-    layer_cka, model_cka, plot_cka_heatmaps, sample_token_windows, token_features,
-)
+from genprune_nb.model.gpt import GPT
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -315,8 +326,14 @@ def test_plot_cka_heatmaps(small_gpts, tokens):
 
 
 def test_the_study_comparisons(small_gpts, tokens):
-    from genprune_nb.representations import (
-        cka_over_training, consecutive_cka, diagonal_cka, features_of, pairwise_cka, plot_cka_lines)
+    from genprune_nb.analysis.representations import (
+        cka_over_training,
+        consecutive_cka,
+        diagonal_cka,
+        features_of,
+        pairwise_cka,
+        plot_cka_lines,
+    )
 
     a, b = small_gpts
     feats = features_of({"A": a, "B": b, "A again": a}, tokens)

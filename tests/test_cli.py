@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
-from genprune_nb.checkpoint import latest_checkpoint
 from genprune_nb.cli import main
 from genprune_nb.config import ConfigError
 from genprune_nb.data.shards import list_shards, read_shard
 from genprune_nb.tokenizer import EOT
+from genprune_nb.training.checkpoint import latest_checkpoint
 
 
 def test_prepare_then_train(tmp_path, external_data_dir, monkeypatch, capsys):
@@ -158,9 +158,9 @@ def test_a_missing_optimizer_state_names_the_runs_resumable_checkpoint(resumable
 
 
 def test_resuming_with_another_model_shape_names_the_fields(resumable_run, smoke_preset, tmp_path):
-    from genprune_nb.checkpoint import CheckpointError, restore_training_state
     from genprune_nb.config import override
-    from genprune_nb.model import GPT
+    from genprune_nb.model.gpt import GPT
+    from genprune_nb.training.checkpoint import CheckpointError, restore_training_state
 
     model = GPT(override(smoke_preset, ["model.n_layer=3", "model.n_embd=64"]).model)
     with pytest.raises(CheckpointError, match=r"model.n_layer: 2 in the run, 3 now; model.n_embd: 32 in the run, "
@@ -195,7 +195,7 @@ def test_a_full_disk_names_the_path(failure, smoke_preset, tmp_path, monkeypatch
 
 
 def test_a_full_disk_while_logging_names_the_metrics_file(tmp_path, monkeypatch):
-    from genprune_nb.runlog import RunLog
+    from genprune_nb.training.runlog import RunLog
 
     class FullFile(io.StringIO):
         def write(self, text):
@@ -213,7 +213,7 @@ def test_a_full_disk_while_logging_names_the_metrics_file(tmp_path, monkeypatch)
     ("train.shuffle=maybe", "train.shuffle='maybe': expected a bool"),
 ])
 def test_set_never_coerces(assignment, message, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("genprune_nb.train.train", _must_not_run)
+    monkeypatch.setattr("genprune_nb.training.loop.train", _must_not_run)
     line = one_error_line(["train", "--preset", "smoke", "--run-dir", str(tmp_path / "run"), "--set", assignment],
                           capsys)
     assert message in line and not (tmp_path / "run").exists()
@@ -264,8 +264,8 @@ def test_output_folders_are_checked_writable_before_the_first_step(command, opti
     command = [a.format(tmp=tmp_path) for a in command]
     import papermill
 
-    for target in ("genprune_nb.train.train", "genprune_nb.generations.run_outer_loop",
-                   "genprune_nb.generations.run_inner_loop", "genprune_nb.evals.evaluate_study"):
+    for target in ("genprune_nb.training.loop.train", "genprune_nb.study.generations.run_outer_loop",
+                   "genprune_nb.study.generations.run_inner_loop", "genprune_nb.evals.evaluate_study"):
         monkeypatch.setattr(target, _must_not_run)
     monkeypatch.setattr(papermill, "execute_notebook", _must_not_run)
     (tmp_path / "a_file").write_text("not a folder")
@@ -300,7 +300,7 @@ def test_bugs_keep_their_traceback_and_the_traceback_can_be_asked_for(tmp_path, 
 def test_a_busy_run_dir_is_one_line(monkeypatch, capsys):
     """The lock's error (a GenpruneError, like every error the package raises) is one line; several lines are
     joined into one."""
-    from genprune_nb.locking import LockBusyError
+    from genprune_nb.storage.locking import LockBusyError
 
     def busy(args):
         raise LockBusyError("run dir x is in use\n  by pid 1")

@@ -16,10 +16,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genprune_nb.checkpoint import latest_checkpoint
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
-from genprune_nb.schedule import lr_at
+from genprune_nb.training.checkpoint import latest_checkpoint
+from genprune_nb.training.schedule import lr_at
 
 # relative gradient noise tolerated from a different summation order (fp32 sums of this size stay far below it)
 GRAD_NOISE = 1e-5

@@ -12,18 +12,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from genprune_nb.config import get_preset  # noqa: E402
-from genprune_nb.efficiency import (  # noqa: E402
+from genprune_nb.analysis.efficiency import (
     PAPER_MILESTONES,
     curve_at,
     effective_data_multiplier,
     effective_data_multipliers,
     metric_vs_tokens,
     milestones,
-    plot_data_efficiency,
-    plot_multiplier,
     tokens_to_reach,
 )
+from genprune_nb.config import get_preset  # noqa: E402
+from genprune_nb.report.efficiency import plot_data_efficiency, plot_multiplier
 
 TOKENS = [0, 100, 200, 400]
 

@@ -11,11 +11,18 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genprune_nb.alignment.encoding import (
-    RidgePath, cross_validated_r, encode, encoding_rows, fold_summary, outer_splits, pearson_columns)
+    RidgePath,
+    cross_validated_r,
+    encode,
+    encoding_rows,
+    fold_summary,
+    outer_splits,
+    pearson_columns,
+)
 from genprune_nb.alignment.neural import sentence_dataset
 from genprune_nb.config import get_preset
-from genprune_nb.layout import StudyLayout
-from genprune_nb.model import GPT
+from genprune_nb.model.gpt import GPT
+from genprune_nb.study.layout import StudyLayout
 
 ALPHAS = np.logspace(-3, 4, 15)
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from genprune_nb.evals import report
-from genprune_nb.layout import StudyLayout
+from genprune_nb.report import benchmarks as report
+from genprune_nb.study.layout import StudyLayout
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL = {("Connectome", 0): 0.30, ("Connectome", 1): 0.32, ("RandomConnectome", 0): 0.25,

@@ -4,8 +4,8 @@ import torch
 
 from genprune_nb.config import get_preset
 from genprune_nb.evals import Request, score
-from genprune_nb.lm import next_token_logprobs
-from genprune_nb.model import GPT
+from genprune_nb.model.gpt import GPT
+from genprune_nb.model.lm import next_token_logprobs
 from genprune_nb.tokenizer import EOT, encode
 
 

@@ -5,14 +5,14 @@ import torch
 import torch.nn.functional as F
 
 import genprune_nb.evals.sweep as sweep_mod
-from genprune_nb.checkpoint import resolve_checkpoint
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
-from genprune_nb.evals import evaluate_checkpoint, evaluate_study, run_task, task_label
+from genprune_nb.evals import evaluate_checkpoint, evaluate_study, run_task
 from genprune_nb.evals.loss import val_loss
-from genprune_nb.layout import StudyLayout
-from genprune_nb.model import GPT
-from genprune_nb.results import COLUMNS
+from genprune_nb.model.gpt import GPT
+from genprune_nb.study.layout import StudyLayout
+from genprune_nb.study.results import COLUMNS, task_label
+from genprune_nb.training.checkpoint import resolve_checkpoint
 
 
 def test_val_loss_by_hand(tmp_path):

@@ -19,17 +19,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import genprune_nb.checkpoint as checkpoint_mod
-import genprune_nb.generations as generations_mod
-from genprune_nb import atomic, curves
-from genprune_nb.checkpoint import clean_stale, latest_checkpoint, list_checkpoints, save_checkpoint
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
-from genprune_nb.generations import run_outer_loop
-from genprune_nb.layout import StudyLayout
-from genprune_nb.locking import LOCK_FILE
-from genprune_nb.model import GPT
-from genprune_nb.train import train
+from genprune_nb.model.gpt import GPT
+from genprune_nb.storage.locking import LOCK_FILE
+from genprune_nb.study import curves
+from genprune_nb.study import generations as generations_mod
+from genprune_nb.study.generations import run_outer_loop
+from genprune_nb.study.layout import StudyLayout
+from genprune_nb.training import checkpoint as checkpoint_mod
+from genprune_nb.training.checkpoint import clean_stale, latest_checkpoint, list_checkpoints, save_checkpoint
+from genprune_nb.training.loop import train
 
 # the smoke preset shrunk to milliseconds a step (the 50k head dominates), for the hundreds of runs below
 SHRUNK = {"model.n_layer": 1, "model.n_head": 1, "model.n_embd": 8, "model.block_size": 16, "train.batch_size": 2,

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from genprune_nb.alignment.features import sentence_features
 from genprune_nb.config import get_preset
-from genprune_nb.model import GPT
+from genprune_nb.model.gpt import GPT
+from genprune_nb.model.features import sentence_features
 from genprune_nb.tokenizer import EOT, encode
 
 SENTENCES = ["The cat sat.", "A much longer sentence about dogs and their owners in the park.", "Hi", "Rain fell."]

@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-from genprune_nb.checkpoint import latest_checkpoint, list_checkpoints
-from genprune_nb.connectome import Connectome
-from genprune_nb.generations import inner_keep_steps, run_inner_loop, run_outer_loop
-from genprune_nb.layout import StudyLayout
-from genprune_nb.model import GPT
+from genprune_nb.connectome.wiring import Connectome
+from genprune_nb.model.gpt import GPT
+from genprune_nb.study.generations import inner_keep_steps, run_inner_loop, run_outer_loop
+from genprune_nb.study.layout import StudyLayout
+from genprune_nb.training.checkpoint import latest_checkpoint, list_checkpoints
 
 
 class ForwardWatch:
@@ -137,8 +137,8 @@ def test_inner_loop_conditions(smoke_preset, outer, monkeypatch):
 
 def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset, outer):
     from genprune_nb.config import override
-    from genprune_nb.generations import parse_condition
-    from genprune_nb.runlog import RunLog
+    from genprune_nb.study.generations import parse_condition
+    from genprune_nb.training.runlog import RunLog
 
     study, final = outer
     counts = {n: int(s.count_nonzero()) for n, s in final.signs.items()}

@@ -7,9 +7,9 @@ import torch
 
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.catalog import sha256
+from genprune_nb.data.manifest import shard_files
 from genprune_nb.data.prepare import prepare_documents
 from genprune_nb.data.shards import ShardError, read_shard, write_shard
-from genprune_nb.train import shard_files
 
 SMOKE = get_preset("smoke")
 DOCS = [f"Document number {i} says something a little different from the others." for i in range(12)]
@@ -75,7 +75,7 @@ def test_a_manifest_without_per_shard_counts_still_checks_them(prepared):
 
 
 def test_training_on_a_token_id_beyond_the_vocabulary_names_shard_and_offset(tmp_path):
-    from genprune_nb.train import train
+    from genprune_nb.training.loop import train
 
     preset = override(SMOKE, ["train.steps=2", "train.warmup_steps=1", "train.decay_steps=1"])
     tokens = np.arange(3000) % 1000
@@ -89,9 +89,9 @@ def test_training_on_a_token_id_beyond_the_vocabulary_names_shard_and_offset(tmp
 
 
 def _connectome(cfg, prune_embeddings=True, meta=None):
-    from genprune_nb.connectome import Connectome
-    from genprune_nb.model import GPT
-    from genprune_nb.pruning import prunable_names
+    from genprune_nb.connectome.wiring import Connectome
+    from genprune_nb.connectome.pruning import prunable_names
+    from genprune_nb.model.gpt import GPT
 
     weights = GPT(cfg, seed=0).state_dict()
     names = prunable_names(weights, prune_embeddings)
@@ -101,7 +101,7 @@ def _connectome(cfg, prune_embeddings=True, meta=None):
 
 
 def test_a_connectome_of_another_model_shape_is_refused_naming_the_tensor():
-    from genprune_nb.generations import condition_start
+    from genprune_nb.study.generations import condition_start
 
     two_layers = _connectome(SMOKE.model)
     deeper = override(SMOKE, ["model.n_layer=3"])  # `genprune inner --set model.n_layer=3` over a 2-layer study
@@ -121,8 +121,8 @@ def test_a_connectome_of_another_model_shape_is_refused_naming_the_tensor():
 
 
 def test_a_connectome_made_without_embeddings_leaves_them_dense_but_may_not_lose_others():
-    from genprune_nb.connectome import Connectome
-    from genprune_nb.model import GPT
+    from genprune_nb.connectome.wiring import Connectome
+    from genprune_nb.model.gpt import GPT
 
     exempt = _connectome(SMOKE.model, prune_embeddings=False)  # the names tell: neither embedding is in it
     state = exempt.init_state(SMOKE.model, seed=0)
@@ -138,8 +138,8 @@ def test_a_connectome_made_without_embeddings_leaves_them_dense_but_may_not_lose
 
 
 def test_masks_given_to_training_must_cover_every_prunable_tensor():
-    from genprune_nb.model import GPT
-    from genprune_nb.optim import WeightMask
+    from genprune_nb.model.gpt import GPT
+    from genprune_nb.training.optim import WeightMask
 
     model = GPT(SMOKE.model, seed=0)
     masks = _connectome(SMOKE.model).masks()
@@ -158,8 +158,8 @@ def test_masks_given_to_training_must_cover_every_prunable_tensor():
     ('{"step": 5, "val_loss": 3.0}\n\n{"step": 7, "val\n{"step": 9}\n', "line 4 is not a JSON record"),
 ])
 def test_a_damaged_metrics_log_names_file_and_line(tmp_path, damage, message):
-    from genprune_nb.curves import run_curve
-    from genprune_nb.runlog import RunLog
+    from genprune_nb.study.curves import run_curve
+    from genprune_nb.training.runlog import RunLog
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 0, "val_loss": 4.0}\n' + damage)
@@ -172,8 +172,8 @@ def test_a_damaged_metrics_log_names_file_and_line(tmp_path, damage, message):
 
 
 def test_a_damaged_generation_summary_names_the_file(tmp_path):
-    from genprune_nb.curves import generation_summaries, tensor_densities
-    from genprune_nb.layout import StudyLayout
+    from genprune_nb.study.curves import generation_summaries, tensor_densities
+    from genprune_nb.study.layout import StudyLayout
 
     study = StudyLayout(tmp_path)
     study.generation(0).mkdir(parents=True)

@@ -5,10 +5,15 @@ import torch
 import xarray as xr
 
 from genprune_nb.alignment.localizer import (
-    langloc_stimuli, language_mask, localized_encoding_rows, localizer_t, welch_t)
+    langloc_stimuli,
+    language_mask,
+    localized_encoding_rows,
+    localizer_t,
+    welch_t,
+)
 from genprune_nb.alignment.neural import sentence_dataset
 from genprune_nb.config import get_preset
-from genprune_nb.model import GPT
+from genprune_nb.model.gpt import GPT
 
 
 def _features(values: np.ndarray, layers: int) -> xr.DataArray:

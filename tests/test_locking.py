@@ -6,11 +6,11 @@ import signal
 
 import pytest
 
-from genprune_nb.generations import run_outer_loop
-from genprune_nb.layout import StudyLayout
-from genprune_nb.locking import LockBusyError, file_lock, folder_lock, run_dir_lock
-from genprune_nb.results import ResultsTable
-from genprune_nb.train import train
+from genprune_nb.storage.locking import LockBusyError, file_lock, folder_lock, run_dir_lock
+from genprune_nb.study.generations import run_outer_loop
+from genprune_nb.study.layout import StudyLayout
+from genprune_nb.study.results import ResultsTable
+from genprune_nb.training.loop import train
 
 # the children below only lock files and write CSVs; fork starts them without re-importing torch
 CTX = multiprocessing.get_context("fork")

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from genprune_nb.checkpoint import load_model_state
 from genprune_nb.config import ConfigError, ModelConfig, get_preset
-from genprune_nb.model import GPT, Rotary, flops_per_token, init_std, rms_norm
+from genprune_nb.model.gpt import GPT, Rotary, flops_per_token, init_std, rms_norm
+from genprune_nb.training.checkpoint import load_model_state
 
 SMOKE = get_preset("smoke").model
 

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from papermill.translators import PythonTranslator
 
-from genprune_nb.pipeline import NOTEBOOKS_DIR, available_notebooks, select
+from genprune_nb.study.pipeline import NOTEBOOKS_DIR, available_notebooks, select
 
 NOTEBOOKS = available_notebooks()
 PIPELINE_PARAMETERS = {"run_root", "figures_dir", "device", "progress"}

@@ -1,4 +1,4 @@
-"""Notebook 07 and genprune_nb.paper: Figure 1 panels and the paper-vs-run table from a results table alone."""
+"""Notebook 07 and genprune_nb.report.paper: Figure 1 panels and the paper-vs-run table from a results table alone."""
 from pathlib import Path
 
 import matplotlib
@@ -11,13 +11,14 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from genprune_nb import curves, paper  # noqa: E402
 from genprune_nb.alignment import behavior, encoding, localizer  # noqa: E402
 from genprune_nb.config import get_preset  # noqa: E402
-from genprune_nb.evals import task_label  # noqa: E402
-from genprune_nb.layout import StudyLayout  # noqa: E402
-from genprune_nb.results import ResultsTable  # noqa: E402
-from genprune_nb.runlog import RunLog  # noqa: E402
+from genprune_nb.report import paper  # noqa: E402
+from genprune_nb.study import curves
+from genprune_nb.study.layout import StudyLayout  # noqa: E402
+from genprune_nb.study.results import ResultsTable  # noqa: E402
+from genprune_nb.study.results import task_label  # noqa: E402
+from genprune_nb.training.runlog import RunLog  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_paper_figures.ipynb"
 CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")

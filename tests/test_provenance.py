@@ -7,18 +7,20 @@ import pandas as pd
 import pytest
 import torch
 
-from genprune_nb import provenance
-from genprune_nb.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from genprune_nb.config import get_preset, override
-from genprune_nb.connectome import Connectome
-from genprune_nb.generations import run_inner_loop, run_outer_loop
-from genprune_nb.layout import StudyLayout
-from genprune_nb.model import GPT
-from genprune_nb.provenance import ProvenanceError
-from genprune_nb.results import FINGERPRINT, ModelRef, ResultsTable, sweep
-from genprune_nb.runlog import RunLog
-from genprune_nb.schedule import lr_at
-from genprune_nb.train import train
+from genprune_nb.connectome.wiring import Connectome
+from genprune_nb.model.gpt import GPT
+from genprune_nb.storage import hashing
+from genprune_nb.study.generations import run_inner_loop, run_outer_loop
+from genprune_nb.study.layout import StudyLayout
+from genprune_nb.study.model_refs import ModelRef, sweep
+from genprune_nb.study.results import FINGERPRINT, ResultsTable
+from genprune_nb.training import provenance
+from genprune_nb.training.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from genprune_nb.training.loop import train
+from genprune_nb.training.provenance import ProvenanceError
+from genprune_nb.training.runlog import RunLog
+from genprune_nb.training.schedule import lr_at
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def test_resume_under_another_recipe_is_refused_naming_the_fields(fast, tmp_path
     recorded = provenance.read(run)
     assert recorded["train"]["lr"] == 0.001
     assert json.loads((run / "config.json").read_text())["train"]["lr"] == 0.001
-    assert {c.state()["run_fingerprint"] for c in list_checkpoints(run)} == {provenance.digest(recorded)}
+    assert {c.state()["run_fingerprint"] for c in list_checkpoints(run)} == {hashing.digest(recorded)}
     records = RunLog(run / "metrics.jsonl").records()
     assert [r["step"] for r in records if "lr" in r] == [5, 6]  # one run's log, not two interleaved
     assert [r["lr"] for r in records if r["step"] == 5] == [pytest.approx(lr_at(4, other.train))]

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from genprune_nb.config import ModelConfig, OuterConfig
-from genprune_nb.connectome import Connectome, file_bits_per_weight, reinit_scales
-from genprune_nb.model import GPT
-from genprune_nb.pruning import prunable_names, prune
+from genprune_nb.connectome.wiring import Connectome, file_bits_per_weight, reinit_scales
+from genprune_nb.connectome.pruning import prunable_names, prune
+from genprune_nb.model.gpt import GPT
 
 
 def test_layer_pruning_removes_the_smallest_survivors_by_hand():

@@ -6,10 +6,18 @@ import torch
 from torch import nn
 
 from genprune_nb.config import ModelConfig
-from genprune_nb.model import GPT
-from genprune_nb.optim import WeightMask
-from genprune_nb.pruning import (
-    CRITERIA, group_sparsity_penalty, mlp_unit_pairs, prunable_names, prune, prune_by, taylor_scores, unit_scores)
+from genprune_nb.connectome.pruning import (
+    CRITERIA,
+    group_sparsity_penalty,
+    mlp_unit_pairs,
+    prunable_names,
+    prune,
+    prune_by,
+    taylor_scores,
+    unit_scores,
+)
+from genprune_nb.model.gpt import GPT
+from genprune_nb.training.optim import WeightMask
 
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16)
 
@@ -169,7 +177,7 @@ def test_structured_units_in_prune_keep_counts_under_global_scope():
 
 
 def test_alive_units_of_a_connectome_by_hand():
-    from genprune_nb.connectome import Connectome
+    from genprune_nb.connectome.wiring import Connectome
 
     signs = {"transformer.h.0.mlp.c_fc.weight": torch.ones(4, 2, dtype=torch.int8),
              "transformer.h.0.mlp.c_proj.weight": torch.ones(2, 4, dtype=torch.int8)}

@@ -3,7 +3,13 @@ import pandas as pd
 import pytest
 
 from genprune_nb.alignment.reading_times import (
-    DIM, ReadingTimeTableError, from_table, natural_stories, sentence_starts, story_words)
+    DIM,
+    ReadingTimeTableError,
+    from_table,
+    natural_stories,
+    sentence_starts,
+    story_words,
+)
 from genprune_nb.data.catalog import DATA_DIR_ENV
 
 

@@ -7,13 +7,21 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from genprune_nb import curves
-from genprune_nb.checkpoint import model_state, save_checkpoint
 from genprune_nb.config import ModelConfig, get_preset
-from genprune_nb.layout import StudyLayout
-from genprune_nb.model import GPT
-from genprune_nb.released import (PAPER_TOKENS_PER_STEP, RELEASED, ReleasedModelError, add_released_to_study,
-                                  condition_name, export_released, is_released_run, load_released)
+from genprune_nb.model.gpt import GPT
+from genprune_nb.study import curves
+from genprune_nb.study.layout import StudyLayout
+from genprune_nb.study.released import (
+    PAPER_TOKENS_PER_STEP,
+    RELEASED,
+    ReleasedModelError,
+    add_released_to_study,
+    condition_name,
+    export_released,
+    is_released_run,
+    load_released,
+)
+from genprune_nb.training.checkpoint import model_state, save_checkpoint
 
 CFG = ModelConfig(n_layer=2, n_head=2, n_embd=32, block_size=64)
 SMOKE = get_preset("smoke")

@@ -4,11 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from genprune_nb.checkpoint import save_checkpoint
 from genprune_nb.config import get_preset
-from genprune_nb.lm import next_token_logprobs
-from genprune_nb.model import GPT
-from genprune_nb.results import ModelRef, ResultsTable, sweep
+from genprune_nb.model.gpt import GPT
+from genprune_nb.model.lm import next_token_logprobs
+from genprune_nb.study.model_refs import ModelRef, sweep
+from genprune_nb.study.results import ResultsTable, select
+from genprune_nb.training.checkpoint import save_checkpoint
 
 SMOKE = get_preset("smoke")
 
@@ -58,7 +59,7 @@ def test_sweep_skips_what_is_done(tmp_path):
 
 
 def test_study_layout_lists_inner_checkpoints_in_order(tmp_path):
-    from genprune_nb.layout import StudyLayout
+    from genprune_nb.study.layout import StudyLayout
 
     study = StudyLayout(tmp_path)
     model = GPT(SMOKE.model)
@@ -98,3 +99,40 @@ def test_a_damaged_results_row_is_refused_naming_file_and_line(tmp_path, bad_row
     assert len(df) == 2 and math.isnan(df["value"].iloc[1])
     ResultsTable(path).add(df.assign(fingerprint="f0"))  # the rows record the checkpoint they scored
     assert ResultsTable(path).has(ModelRef("Connectome", 0, 20, 200, tmp_path, fingerprint="f0"), "blimp")
+
+
+def _table():
+    rows = []
+    for seed in (1, 0):
+        for step, tokens in ((20, 200), (10, 100)):
+            ids = {"condition": "Connectome", "seed": seed, "step": step, "tokens": tokens, "n": 5}
+            rows.append({**ids, "task": "blimp@50", "metric": "acc", "value": 0.5 + seed + step / 100})
+            rows.append({**ids, "task": "blimp@50", "metric": "acc", "paradigm": "p1", "value": 0.1})
+            rows.append({**ids, "task": "brain_encoding", "metric": "pearson_r", "layer": 1, "value": 0.2})
+            rows.append({**ids, "task": "brain_encoding", "metric": "pearson_r", "layer": 2, "value": 0.3})
+    return pd.DataFrame(rows)
+
+
+def test_select_overall_rows_by_task_name_sorted():
+    df = select(_table(), "blimp", "acc")
+    assert list(df["task"].unique()) == ["blimp@50"] and df["paradigm"].isna().all()
+    assert list(zip(df["seed"], df["tokens"])) == [(0, 100), (0, 200), (1, 100), (1, 200)]
+    assert df["value"].tolist() == pytest.approx([0.6, 0.7, 1.6, 1.7])
+
+
+def test_select_keys_and_breakdown():
+    assert select(_table(), "blimp@50", "acc", paradigm="p1")["value"].tolist() == [0.1] * 4
+    per_layer = select(_table(), "brain_encoding", "pearson_r", breakdown="layer")
+    assert sorted(per_layer["layer"].unique()) == [1, 2] and len(per_layer) == 8
+    assert select(_table(), "brain_encoding", "pearson_r", layer=2)["value"].tolist() == [0.3] * 4
+    assert select(_table(), "brain_encoding", "pearson_r", required=False).empty  # no overall row: layers only
+
+
+def test_select_names_what_is_missing():
+    with pytest.raises(ValueError, match="no task 'mmlu'.*stored tasks"):
+        select(_table(), "mmlu", "acc")
+    with pytest.raises(ValueError, match="has no metric 'acc_norm'"):
+        select(_table(), "blimp", "acc_norm")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['subject'\]"):
+        select(_table(), "blimp", "acc", subject="x")
+    assert select(_table(), "mmlu", "acc", required=False).empty

@@ -3,9 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from genprune_nb.data.shards import (
-    HEADER_BYTES, MAGIC, ShardError, list_shards, read_header, read_shard, write_shard,
-)
+from genprune_nb.data.shards import HEADER_BYTES, MAGIC, ShardError, list_shards, read_header, read_shard, write_shard
 
 
 def _valid(path, n=100):

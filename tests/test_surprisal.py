@@ -7,8 +7,8 @@ from torch import nn
 
 from genprune_nb.alignment.surprisal import token_logprobs, tokenize_words, window_starts, word_surprisal
 from genprune_nb.config import ModelConfig
-from genprune_nb.lm import next_token_logprobs
-from genprune_nb.model import GPT
+from genprune_nb.model.gpt import GPT
+from genprune_nb.model.lm import next_token_logprobs
 from genprune_nb.tokenizer import EOT, encode
 
 TEXTS = [  # (words, separators): punctuation, apostrophes, runs of spaces, numbers, long words, non-ASCII

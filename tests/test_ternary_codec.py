@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from genprune_nb import ternary_codec as tc
-from genprune_nb.ternary_codec import CodecError
+from genprune_nb.connectome.wiring import ternary_codec as tc
+from genprune_nb.connectome.ternary_codec import CodecError
 
 
 def ternary(shape, density: float, seed: int = 0, pos: float = 0.5) -> np.ndarray:

@@ -6,12 +6,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import genprune_nb.checkpoint as checkpoint_mod
-from genprune_nb.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, restore_training_state
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
-from genprune_nb.schedule import lr_at
-from genprune_nb.train import RunDirError, train
+from genprune_nb.training import checkpoint as checkpoint_mod
+from genprune_nb.training.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    restore_training_state,
+)
+from genprune_nb.training.loop import RunDirError, train
+from genprune_nb.training.schedule import lr_at
 
 SMOKE = get_preset("smoke")
 
@@ -34,7 +39,7 @@ def shards(tmp_path_factory):
 
 
 def random_masks(density: float, seed: int = 0) -> dict[str, torch.Tensor]:
-    from genprune_nb.model import GPT
+    from genprune_nb.model.gpt import GPT
 
     gen = torch.Generator().manual_seed(seed)
     names = [n for n, p in GPT(SMOKE.model).named_parameters() if p.dim() == 2]
@@ -62,7 +67,7 @@ def test_masked_weights_stay_exactly_zero_after_50_steps(tmp_path, shards):
     preset = override(SMOKE, ["train.steps=50", "train.warmup_steps=5", "train.decay_steps=20",
                               "train.checkpoint_every=0", "train.val_every=0"])
     masks = random_masks(0.26)
-    from genprune_nb.model import GPT
+    from genprune_nb.model.gpt import GPT
 
     init = GPT(preset.model, seed=preset.train.seed).state_dict()  # the weights train() starts from
     result = train(preset, tmp_path / "run", masks=masks, progress=False, **shards)

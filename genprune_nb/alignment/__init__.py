@@ -1,1 +1,2 @@
-"""Alignment with humans: reading times (behavior) and brain responses (neural)."""
+"""Alignment with humans: word surprisal against self-paced reading times (behavior), and ridge encoding of fMRI
+responses to sentences, over all units or language-localized ones (neural)."""

@@ -30,9 +30,10 @@ import xarray as xr
 from torch import nn
 
 from ..data.catalog import text_files
-from ..plots import condition_order
-from ..results import ModelRef, ResultsTable, final_rows, sweep
 from ..stats import mean_se
+from ..study.conditions import condition_order
+from ..study.model_refs import ModelRef, sweep
+from ..study.results import ResultsTable, final_rows
 from .reading_times import story_words
 from .surprisal import word_surprisal
 

@@ -23,7 +23,7 @@ from sklearn.model_selection import KFold, ShuffleSplit
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from .features import sentence_features
+from ..model.features import sentence_features
 
 TASK = "brain_encoding"
 DEFAULT_ALPHAS = np.logspace(-3, 7, 20)  # a wide log grid (features are standardised, so penalties are large)

@@ -16,8 +16,8 @@ from scipy import stats
 from torch import nn
 
 from ..data import catalog
+from ..model.features import sentence_features
 from .encoding import encode, summary_rows
-from .features import sentence_features
 
 TASK = "brain_encoding_localized"
 LANGLOC_CONDITIONS = {"S": "sentence", "N": "nonwords"}

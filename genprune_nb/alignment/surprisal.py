@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..lm import model_device, next_token_logprobs
+from ..model.lm import model_device, next_token_logprobs
 from ..tokenizer import EOT, get_tokenizer
 
 

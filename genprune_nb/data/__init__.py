@@ -1,2 +1,2 @@
-"""Data: ``catalog`` (where datasets live, verified), ``prepare`` (text -> token shards), ``shards`` (the llm.c
-shard format) and ``loader`` (distributed sequential batches). Import the submodules directly."""
+"""Data: the catalog (where external datasets live, verified), corpus preparation (text -> token shards), the llm.c
+shard format and its manifest, and the distributed token loader."""

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..config import DataConfig
+from ..config import DataConfig, Preset
 from .shards import ShardError, find_shards, read_header
 
 
@@ -96,3 +96,9 @@ def corpus_shards(data: DataConfig, corpus: str) -> list[Path]:
     paths = find_shards(data.tokens_dir, patterns)
     check_shard_set(data.tokens_dir, data.shard_prefix, patterns, paths)
     return paths
+
+
+
+def shard_files(preset: Preset, corpus: str) -> list[Path]:
+    """Token shards of the preset's ``val``, ``large`` (L) or ``small`` (S) corpus, checked against its manifest."""
+    return corpus_shards(preset.data, corpus)

@@ -16,8 +16,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..atomic import write_json
 from ..config import Preset
+from ..storage.atomic import write_json
 from ..tokenizer import EOT, get_tokenizer
 from .catalog import sha256
 from .manifest import corpus_shards

@@ -12,8 +12,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path
 from ..errors import GenpruneError
+from ..storage.atomic import atomic_path
 
 MAGIC = 20240520
 VERSION = 1

@@ -7,10 +7,11 @@
 Modules: ``scorer`` (the log-likelihood engine), ``multiple_choice`` (acc / acc_norm), ``hellaswag``, ``mmlu``,
 ``blimp``, ``loss``, ``tasks`` (the registry), ``sweep``, ``report`` (tables, curves, tests; for notebook 03).
 """
+from ..study.results import base_task, task_label
 from .datafile import DataFormatError
 from .scorer import Request, Score, score
 from .sweep import evaluate_checkpoint, evaluate_study
-from .tasks import DEFAULT_TASKS, TASKS, base_task, prepare, run_task, task_label
+from .tasks import DEFAULT_TASKS, TASKS, prepare, run_task
 
 __all__ = ["DEFAULT_TASKS", "TASKS", "DataFormatError", "Request", "Score", "base_task", "evaluate_checkpoint",
            "evaluate_study", "prepare", "run_task", "score", "task_label"]

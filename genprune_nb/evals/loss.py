@@ -8,10 +8,10 @@ from torch import nn
 
 from ..config import Preset
 from ..data.loader import TokenLoader
+from ..data.manifest import shard_files
 from ..launch import DistContext
-from ..lm import model_device
-from ..model import GPT
-from ..train import shard_files, validation_batches, validation_loss
+from ..model.gpt import GPT
+from ..model.lm import model_device, validation_batches, validation_loss
 
 
 def val_loss(

@@ -14,9 +14,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..lm import model_device, next_token_logprobs
+from ..model.lm import model_device, next_token_logprobs
 from ..tokenizer import EOT, encode
-
 
 BATCH_SIZE = 32  # sequences per forward; raise it on a GPU
 

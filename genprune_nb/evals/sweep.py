@@ -7,12 +7,14 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from ..checkpoint import Checkpoint, resolve_checkpoint
 from ..launch import default_device
-from ..layout import StudyLayout, inner_run_identity
-from ..results import FINGERPRINT, order_columns, sweep
+from ..study.layout import StudyLayout, inner_run_identity
+from ..study.model_refs import sweep
+from ..study.results import FINGERPRINT, order_columns, task_label
+from ..training.checkpoint import Checkpoint, resolve_checkpoint
 from .scorer import BATCH_SIZE
-from .tasks import DEFAULT_TASKS, Settings, prepare, run_task, task_label
+from .tasks import DEFAULT_TASKS, Settings, prepare, run_task
+
 
 def checkpoint_ids(ckpt: Checkpoint) -> dict[str, Any]:
     """condition, seed, step, tokens of a checkpoint.

@@ -101,13 +101,3 @@ def run_task(
     """Evaluate one model on task ``name``; rows of metric, value, n (+ subject / paradigm / phenomenon)."""
     return prepare(name, Settings(limit, batch_size, progress, preset))(model)
 
-
-def task_label(name: str, limit: int | None) -> str:
-    """The ``task`` value stored in results: the name, plus ``@limit`` for a quick run (never taken for a full one)."""
-    get_task(name)
-    return name if limit is None else f"{name}@{limit}"
-
-
-def base_task(label: str) -> str:
-    """Task name of a stored label (``"hellaswag@20"`` -> ``"hellaswag"``)."""
-    return label.split("@", 1)[0]

@@ -1,0 +1,76 @@
+"""The GPT as a language model: autocast, next-token log-probabilities (the primitive every evaluation builds on)
+and the validation loss shared by training and the ``val_loss`` benchmark."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.loader import TokenLoader
+from ..launch import DistContext
+
+
+@torch.no_grad()
+def next_token_logprobs(
+    model: nn.Module, ids: torch.Tensor, *, dtype: str = "bfloat16"
+) -> torch.Tensor:
+    """Natural-log probability of each token given the ones before it.
+
+    ``ids`` [B, T] (on the model's device) -> [B, T-1] fp32, where entry t is log P(ids[:, t+1] | ids[:, :t+1]).
+    Padding on the right never changes the values at earlier positions (the model is causal).
+    Runs under bf16 autocast on CUDA, fp32 on CPU.
+    """
+    with autocast_context(ids.device, dtype):
+        logits, _ = model(ids)
+    B, T, V = logits.shape
+    # targets shifted left, the last position ignored: the logits are read as they are, without a copy
+    targets = F.pad(ids[:, 1:], (0, 1), value=-100)
+    nll = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), reduction="none", ignore_index=-100)
+    return -nll.view(B, T)[:, :-1]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+
+def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    """bf16 (or fp16) autocast on CUDA; fp32 on CPU."""
+    if device.type == "cuda" and dtype != "float32":
+        return torch.autocast("cuda", dtype=getattr(torch, dtype))
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def validation_loss(
+    model: nn.Module, loader: TokenLoader, n_batches: int, ctx: DistContext, dtype: str = "bfloat16"
+) -> float:
+    """Mean loss over the first ``n_batches`` batches of ``loader`` (from its start), averaged over ranks."""
+    was_training = model.training
+    model.eval()
+    loader.reset()
+    total = torch.zeros((), device=ctx.device)
+    for _ in range(n_batches):
+        x, y = (t.to(ctx.device, non_blocking=True) for t in loader.next_batch())
+        with autocast_context(ctx.device, dtype):
+            _, loss = model(x, y)
+        total += loss.float()
+    model.train(was_training)
+    return ctx.all_reduce_mean(total / n_batches).item()
+
+
+def validation_batches(tokens: int, loader: TokenLoader, required: bool = True) -> int:
+    """Whole validation batches (of the loader's world step) in ``tokens``, all within the val shards.
+
+    Refuses more batches than the shards hold (they would repeat tokens) and, if ``required``, fewer than one.
+    """
+    n = tokens // loader.step_tokens
+    if required and n == 0:
+        raise ValueError(f"{tokens} val tokens are less than one validation batch of {loader.step_tokens} tokens "
+                         f"({loader.batch_size} x {loader.seq_len} x {loader.world_size} ranks)")
+    if n > loader.steps_per_epoch():
+        raise ValueError(f"{tokens} val tokens need {n} batches of {loader.step_tokens} tokens, but the val shards "
+                         f"{[str(f) for f in loader.files]} hold only {loader.steps_per_epoch()}")
+    return n

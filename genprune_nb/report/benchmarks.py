@@ -1,0 +1,149 @@
+"""Benchmark results for people: the Figure 1B-ii table, curves over training, tests of condition differences.
+
+Everything reads the tidy results table (``genprune_nb.study.results``). A task's *headline* score is one metric of its
+overall rows (no subject / paradigm / phenomenon), e.g. HellaSwag ``acc_norm``; a seed's *final* score is its
+headline at the last step evaluated for that seed.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import statsmodels.formula.api as smf
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.weightstats import ttest_ind
+from torch import nn
+
+from ..evals.multiple_choice import Question, choose
+from ..evals.scorer import score
+from ..stats import mean_se
+from ..study.conditions import condition_order
+from ..study.results import base_task, final_rows
+from .plots import condition_palette
+
+HEADLINE = {"hellaswag": "acc_norm", "hellaswag_lmeval": "acc_norm", "mmlu": "acc", "mmlu_lmeval_0shot": "acc",
+            "mmlu_lmeval_5shot": "acc", "blimp": "acc", "val_loss": "loss"}
+CHANCE = {"hellaswag": 0.25, "hellaswag_lmeval": 0.25, "mmlu": 0.25, "mmlu_lmeval_0shot": 0.25,
+          "mmlu_lmeval_5shot": 0.25, "blimp": 0.5}
+BREAKDOWNS = ("subject", "paradigm", "phenomenon")
+
+
+def headline(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """The headline rows of ``tasks`` (stored labels such as ``"hellaswag"`` or ``"hellaswag@20"``)."""
+    df = results[results["task"].isin(tasks)]
+    df = df[df["metric"] == df["task"].map(lambda t: HEADLINE.get(base_task(t)))]
+    for key in BREAKDOWNS:
+        if key in df.columns:
+            df = df[df[key].isna()]
+    return df[["condition", "seed", "step", "tokens", "task", "metric", "value", "n"]].reset_index(drop=True)
+
+
+def final_scores(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """One headline score per (condition, seed, task): at that seed's last evaluated step."""
+    return final_rows(headline(results, tasks), ["condition", "seed", "task"])
+
+
+def summarize(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """Mean, standard error and number of seeds (``n``) of the final scores, per condition and task."""
+    return mean_se(final_scores(results, tasks), ["condition", "task", "metric"], "value")
+
+
+def figure_table(results: pd.DataFrame, tasks: Sequence[str], digits: int = 4) -> pd.DataFrame:
+    """The paper's Figure 1B-ii as a table: ``mean ± SE (seeds)`` per condition (rows) and task (columns)."""
+    s = summarize(results, tasks)
+    s["cell"] = [f"{m:.{digits}f} ± {se:.{digits}f} ({n})" if n > 1 else f"{m:.{digits}f} (1)"
+                 for m, se, n in zip(s["mean"], s["se"], s["n"])]
+    s["column"] = s["task"] + " " + s["metric"]
+    wide = s.pivot(index="condition", columns="column", values="cell")
+    columns = [f"{t} {HEADLINE[base_task(t)]}" for t in tasks if f"{t} {HEADLINE[base_task(t)]}" in wide.columns]
+    return wide.loc[condition_order(wide.index), columns].rename_axis(index=None, columns=None)
+
+
+def plot_curves(results: pd.DataFrame, tasks: Sequence[str]) -> plt.Figure:
+    """Headline score against training step, one panel per task, mean ± SE over seeds per condition; chance dotted."""
+    df = headline(results, tasks)
+    if df.empty:
+        raise ValueError(f"no headline results for tasks {list(tasks)}")
+    order = condition_order(df["condition"])
+    palette = condition_palette(order)
+    grid = sns.relplot(data=df, x="step", y="value", hue="condition", hue_order=order, palette=palette, col="task",
+                       col_order=[t for t in tasks if t in set(df["task"])], kind="line", errorbar="se", marker="o",
+                       height=3.2, aspect=1.1, facet_kws={"sharey": False})
+    for task, ax in grid.axes_dict.items():
+        ax.set_ylabel(HEADLINE[base_task(task)])
+        ax.set_title(task)
+        if base_task(task) in CHANCE:
+            ax.axhline(CHANCE[base_task(task)], color="grey", lw=0.8, ls=":")
+    return grid.figure
+
+
+def condition_tests(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """Do the conditions differ at the end of training? Per task, on the final per-seed scores:
+
+    * ``all conditions``: one-way ANOVA F test from OLS ``value ~ C(condition)``;
+    * ``A - B``: Welch's t test of each pair (``estimate`` = difference of means), p also Holm-adjusted per task.
+
+    Seeds are the replicates, so with two or three per condition only large, consistent differences can reach
+    significance. A test is NaN where it is undefined: fewer than two seeds, or no spread at all between seeds.
+    """
+    rows = []
+    for task, df in final_scores(results, tasks).groupby("task", sort=False):
+        conditions = condition_order(df["condition"])
+        groups = {c: df.loc[df["condition"] == c, "value"].to_numpy() for c in conditions}
+        anova = {"task": task, "comparison": "all conditions", "estimate": np.nan, "statistic": np.nan,
+                 "df": np.nan, "p_value": np.nan, "p_holm": np.nan}
+        if len(conditions) > 1 and len(df) > len(conditions):
+            table = anova_lm(smf.ols("value ~ C(condition)", data=df).fit(), typ=2)
+            anova.update(statistic=table.loc["C(condition)", "F"], df=table.loc["Residual", "df"],
+                         p_value=table.loc["C(condition)", "PR(>F)"])
+        rows.append(anova)
+        pairs = []
+        for a, b in combinations(conditions, 2):
+            x, y = groups[a], groups[b]
+            testable = min(len(x), len(y)) > 1 and x.var(ddof=1) + y.var(ddof=1) > 0
+            t, p, dof = ttest_ind(x, y, usevar="unequal") if testable else (np.nan,) * 3
+            pairs.append({"task": task, "comparison": f"{a} - {b}", "estimate": x.mean() - y.mean(),
+                          "statistic": t, "df": dof, "p_value": p})
+        finite = [r for r in pairs if np.isfinite(r["p_value"])]
+        if finite:
+            for r, adj in zip(finite, multipletests([r["p_value"] for r in finite], method="holm")[1]):
+                r["p_holm"] = adj
+        rows += pairs
+    return pd.DataFrame(rows, columns=["task", "comparison", "estimate", "statistic", "df", "p_value", "p_holm"])
+
+
+def breakdown(results: pd.DataFrame, task: str, key: str) -> pd.DataFrame:
+    """Final-step mean over seeds per ``key`` value (rows: subject / paradigm / phenomenon) and condition (columns).
+
+    Rows that also carry a finer key are left out (BLiMP's paradigm rows name their phenomenon too).
+    """
+    df = results[(results["task"] == task) & (results["metric"] == HEADLINE[base_task(task)])]
+    if key not in df.columns:
+        raise ValueError(f"task {task!r} has no {key!r} rows in the results")
+    df = df[df[key].notna()]
+    for finer in BREAKDOWNS[: BREAKDOWNS.index(key)]:
+        if finer in df.columns:
+            df = df[df[finer].isna()]
+    df = final_rows(df)
+    wide = df.groupby([key, "condition"])["value"].mean().unstack("condition")
+    return wide[condition_order(wide.columns)].rename_axis(columns=None)
+
+
+def explain(model: nn.Module, question: Question, choices: Sequence[str]) -> pd.DataFrame:
+    """One item scored choice by choice: tokens, summed and normalised log-probs, and which rule picks it."""
+    scores = score(model, [question.requests])[0]
+    picks = {norm: choose(scores, norm, question.chars) for norm in ("none", "token", "char")}
+    return pd.DataFrame({
+        "choice": list(choices),
+        "gold": [i == question.gold for i in range(len(choices))],
+        "tokens": [s.n_tokens for s in scores],
+        "logprob": [s.logprob for s in scores],
+        "per_token": [s.mean for s in scores],
+        "per_char": [s.logprob / c for s, c in zip(scores, question.chars)],
+        "picked_by": [", ".join(n for n, i in picks.items() if i == k) for k in range(len(choices))],
+    })

@@ -1,0 +1,31 @@
+"""Output folders are proven writable before any work starts, so a long job never fails at its first save."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import GenpruneError
+
+
+class OutputFolderError(GenpruneError, OSError):
+    """An output folder cannot be created or written; the message names it."""
+
+
+def require_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` (with its parents) if missing and write and remove a file in it; return it as a Path.
+
+    Permission bits alone do not tell (root ignores them, a read-only mount does not show in them), so the check
+    writes. ``what`` names the folder's role in the error, e.g. "run dir" or "study folder".
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-check."):
+            pass
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and Path(e.filename) != folder else ""
+        raise OutputFolderError(f"{what} {folder} is not writable: {e.strerror or e}{where}") from e
+    return folder

@@ -1,0 +1,343 @@
+"""The two loops of the study.
+
+Outer loop ("evolution", on the large corpus L): train, prune a fraction of each tensor's survivors, re-initialise
+the survivors to sign x c, repeat for G generations; the last generation's ternary pattern is the connectome.
+Inner loop ("development", on the small corpus S): train every condition x seed from its starting point with
+pruned weights held at zero, keeping checkpoints for the evaluations.
+
+Both are resumable at any point: a finished generation is skipped (its summary is rebuilt if a kill lost it),
+an unfinished one resumes from its latest checkpoint; likewise for every inner run. "Finished" means finished under
+the current recipe: every run records its fingerprint (``provenance``) and each connectome the training and pruning
+settings it came from, so a changed recipe is refused (naming the fields) unless ``overwrite`` asks to redo what it
+changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import Preset, override
+from ..connectome.pruning import CRITERIA, NEEDS_ATTRIBUTION, prunable_names, prune_by, taylor_scores
+from ..connectome.wiring import Connectome, file_bits_per_weight, reinit_scales
+from ..data.loader import TokenLoader
+from ..data.manifest import shard_files
+from ..launch import DistContext, init_distributed
+from ..model.gpt import GPT
+from ..model.lm import autocast_context
+from ..storage import atomic, hashing
+from ..storage.locking import folder_lock
+from ..training import provenance
+from ..training.checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
+from ..training.loop import recipe_differences, train
+from .conditions import CONDITIONS
+from .layout import PAPER_CRITERION, StudyLayout
+from .model_refs import ModelRef
+
+_CONDITION = re.compile(r"^(\w+)(?:\[(\w+)\])?$")
+
+
+def _generation_start(preset: Preset, study: StudyLayout, g: int, criterion: str
+                      ) -> tuple[Connectome | None, dict]:
+    """(previous connectome, start record) of generation g: random init for g = 0, else the previous connectome."""
+    if g == 0:
+        return None, provenance.tensor_start(None, None, preset.train.seed)
+    previous = Connectome.load(study.connectome(g - 1, criterion))
+    return previous, {"kind": "connectome", "generation": g - 1, "connectome": previous.digest(),
+                      "seed": preset.train.seed}
+
+
+def _generation_fingerprint(preset: Preset, start: dict, large: list[Path], val: list[Path]) -> dict:
+    """What determines generation g's training (``provenance.run_fingerprint``)."""
+    return provenance.run_fingerprint(preset.model, preset.train, large, val, start, _group_sparsity(preset.outer))
+
+
+def _connectome_record(preset: Preset, fingerprint: dict) -> dict:
+    """What determines generation g's connectome: its training's fingerprint and the pruning settings (the outer
+    section but ``generations``). Stored in the connectome's meta, so the file vouches for itself."""
+    outer = {k: v for k, v in dataclasses.asdict(preset.outer).items() if k != "generations"}
+    return {**fingerprint, "outer": provenance.jsonable(outer)}
+
+
+def _recorded(path: Path) -> dict | None:
+    """The record the connectome at ``path`` was made under; None if it is missing or older than records."""
+    if not path.exists():
+        return None
+    recorded = Connectome.load(path).meta.get("provenance")
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Taylor scores of ``model`` over ``outer.attribution_batches`` seeded micro-batches of the large corpus L."""
+    cfg = preset.train
+    loader = TokenLoader(shard_files(preset, "large"), cfg.micro_batch_size, cfg.seq_len,
+                         shuffle_seed=cfg.seed + 7919 * (g + 1), vocab_size=preset.model.vocab_size)
+    batches = (loader.next_batch() for _ in range(preset.outer.attribution_batches))
+    return taylor_scores(model.to(device), batches,
+                         forward_context=lambda: autocast_context(device, cfg.autocast_dtype))
+
+
+def _prune_generation(
+    preset: Preset, study: StudyLayout, g: int, masks: Mapping[str, torch.Tensor] | None, device: torch.device,
+    record: dict | None = None,
+) -> Connectome:
+    """Prune generation g's trained weights into its connectome file (``record``: the recipe it came from)."""
+    outer = preset.outer
+    ckpt = latest_checkpoint(study.generation(g, outer.criterion))
+    model = ckpt.load_model()
+    weights = model.state_dict()
+    names = prunable_names(weights, outer.prune_embeddings)
+    current = {n: (masks[n] if masks else torch.ones_like(weights[n], dtype=torch.bool)) for n in names}
+    scores = _attribution(preset, model, g, device) if outer.criterion in NEEDS_ATTRIBUTION else None
+    new_masks = prune_by(outer.criterion, weights, current, outer.prune_fraction, outer.scope,
+                         seed=preset.train.seed + g, attribution=scores)
+    sign_weights = weights if outer.sign_source == "trained" else GPT(preset.model, seed=preset.train.seed).state_dict()
+    connectome = Connectome.from_weights(
+        new_masks, sign_weights, reinit_scales(preset.model, names, outer),
+        meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "preset": preset.name,
+              "prune_embeddings": outer.prune_embeddings, "provenance": record},
+    )
+    connectome.save(study.connectome(g, outer.criterion))
+    return connectome
+
+
+def _finish_generation(study: StudyLayout, g: int, criterion: str, connectome: Connectome | None = None) -> None:
+    """The bookkeeping of a pruned generation, redone after a kill: its ``generation.json`` summary (derived from
+    the connectome file and the trained checkpoint: written for a ``connectome`` just pruned, rebuilt when missing)
+    and its checkpoint's optimizer moments dropped (a pruned generation is never resumed). A connectome placed
+    without its training run gets a summary without val loss.
+    """
+    run_dir, path = study.generation(g, criterion), study.connectome(g, criterion)
+    clean_stale(run_dir)  # a killed prune's or summary's temporary file
+    target = run_dir / "generation.json"
+    ckpt = latest_checkpoint(run_dir)
+    if connectome is not None or not target.exists():
+        connectome = connectome if connectome is not None else Connectome.load(path)
+        atomic.write_json(target, {
+            "generation": g,
+            "criterion": criterion,
+            "val_loss": ckpt.state().get("val_loss") if ckpt else None,
+            "density": connectome.density(),
+            "densities": connectome.densities(),
+            "entropy_bits_per_weight": connectome.entropy_bits(),
+            "file_bits_per_weight": file_bits_per_weight(path, connectome.n_weights),
+            "file_bytes": path.stat().st_size,
+            "n_weights": connectome.n_weights,
+        })
+    if ckpt is not None:
+        drop_optimizer_state(ckpt)
+
+
+def _group_sparsity(outer) -> float:
+    return outer.group_sparsity if outer.criterion == "structured" else 0.0
+
+
+def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dict) -> bool:
+    """Start another criterion from the magnitude loop's trained generation 0 when its training was the same.
+
+    Generation 0 is dense, so every criterion without a training penalty would train the identical model; sharing
+    it saves a generation and makes the criteria prune the very same weights. "The same" is the same fingerprint
+    (``fingerprint``, generation 0's here). Returns whether it was shared.
+    """
+    criterion = preset.outer.criterion
+    source, target = study.generation(0), study.generation(0, criterion)
+    final = latest_checkpoint(source)
+    if (criterion == PAPER_CRITERION or _group_sparsity(preset.outer) or latest_checkpoint(target) is not None
+            or final is None or final.step != preset.train.steps or recipe_differences(source, fingerprint, final)):
+        return False
+    provenance.write(target, fingerprint)
+    with atomic.atomic_path(target / "checkpoints" / final.path.name) as tmp:
+        shutil.copytree(final.path, tmp)
+    atomic.write_text(target / "checkpoints" / "latest", final.path.name + "\n")
+    if (source / "metrics.jsonl").exists():
+        with atomic.atomic_path(target / "metrics.jsonl") as tmp:
+            shutil.copyfile(source / "metrics.jsonl", tmp)
+    return True
+
+
+def run_outer_loop(
+    preset: Preset,
+    study: StudyLayout | str | Path,
+    *,
+    criterion: str | None = None,
+    overwrite: bool = False,
+    ctx: DistContext | None = None,
+    progress: bool = True,
+) -> Connectome:
+    """Run (or resume) the G generations; write the final connectome and return it.
+
+    ``criterion`` (default ``preset.outer.criterion``) chooses the pruning strategy; magnitude (the paper) lives in
+    ``outer/``, any other in ``outer_<criterion>/``, which starts from magnitude's generation 0 where that is the
+    same training (see ``_share_first_generation``). A generation done under another recipe is refused, naming
+    the differing fields; with ``overwrite`` it is trained (or only pruned) again. One outer loop per folder at a
+    time: a second one fails at once.
+    """
+    study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
+    ctx = ctx or init_distributed()
+    if criterion is not None:
+        preset = override(preset, {"outer.criterion": criterion})
+    criterion = preset.outer.criterion
+    with folder_lock(study.outer(criterion), "outer loop") if ctx.is_main else contextlib.nullcontext():
+        _run_generations(preset, study, overwrite, ctx, progress)
+    return Connectome.load(study.final_connectome(criterion))
+
+
+def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: DistContext, progress: bool) -> None:
+    """The body of ``run_outer_loop``, under its lock."""
+    criterion = preset.outer.criterion
+    large, val = shard_files(preset, "large"), shard_files(preset, "val")
+    if ctx.is_main:
+        _share_first_generation(preset, study, _generation_fingerprint(preset, _generation_start(
+            preset, study, 0, criterion)[1], large, val))
+    ctx.barrier()
+    desc = "generations" if criterion == PAPER_CRITERION else f"generations ({criterion})"
+    for g in tqdm(range(preset.outer.generations), desc=desc, disable=not (progress and ctx.is_main)):
+        previous, start = _generation_start(preset, study, g, criterion)
+        fingerprint = _generation_fingerprint(preset, start, large, val)
+        record = _connectome_record(preset, fingerprint)
+        run_dir, path = study.generation(g, criterion), study.connectome(g, criterion)
+        recorded = _recorded(path)  # a connectome without a record (older code) is made again
+        if recorded is not None:
+            differences = provenance.compare(recorded, record)
+            if not differences:  # made under this recipe: done, but a kill may have lost its summary
+                if ctx.is_main:
+                    _finish_generation(study, g, criterion)
+                continue
+            if not overwrite:
+                raise provenance.refusal(path, differences, "pass --overwrite to redo that generation (trained "
+                                         "again only if its training differs), or use another study folder "
+                                         "(--run-root)")
+        masks = previous.masks() if previous is not None else None
+        trained = latest_checkpoint(run_dir)
+        if (trained is None or trained.step < preset.train.steps
+                or recipe_differences(run_dir, fingerprint, trained)):  # else trained (or shared), not pruned
+            # train() resumes a run of this recipe, refuses one of another, or with overwrite restarts it
+            init_state = previous.init_state(preset.model, preset.train.seed) if previous is not None else None
+            train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
+                  resume=True, overwrite=overwrite, group_sparsity=_group_sparsity(preset.outer), origin=start,
+                  ctx=ctx, progress=progress)
+        if ctx.is_main:
+            _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device, record))
+        ctx.barrier()
+    final, target = study.connectome(preset.outer.generations - 1, criterion), study.final_connectome(criterion)
+    if ctx.is_main and (not target.exists() or hashing.file_sha256(target) != hashing.file_sha256(final)):
+        atomic.remove_leftovers(study.outer(criterion))
+        with atomic.atomic_path(target) as tmp:  # the inner loop's input is the last generation's, byte for byte
+            shutil.copyfile(final, tmp)
+    ctx.barrier()
+
+
+def parse_condition(condition: str, default_criterion: str = PAPER_CRITERION) -> tuple[str, str | None]:
+    """(base condition, pruning criterion) of a condition name: ``"Connectome[attribution]"`` ->
+    ("Connectome", "attribution"); a plain connectome condition uses ``default_criterion``; NoConnectome has none.
+    """
+    match = _CONDITION.match(condition)
+    if not match or match.group(1) not in CONDITIONS:
+        raise ValueError(f"unknown inner-loop condition {condition!r}; choose from {', '.join(CONDITIONS)}, "
+                         f"optionally with a pruning criterion, e.g. 'Connectome[attribution]'")
+    base, criterion = match.group(1), match.group(2)
+    if base == "NoConnectome":
+        if criterion:
+            raise ValueError(f"condition {condition!r}: NoConnectome has no connectome, hence no criterion")
+        return base, None
+    criterion = criterion or default_criterion
+    if criterion not in CRITERIA:
+        raise ValueError(f"condition {condition!r}: unknown pruning criterion {criterion!r}; "
+                         f"choose one of {', '.join(CRITERIA)}")
+    return base, criterion
+
+
+def condition_start(
+    condition: str, connectome: Connectome | None, preset: Preset, seed: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """(initial weights, masks) of one inner-loop condition and seed.
+
+    Connectome: the connectome's sign x c, its masks. RandomConnectome: the same per-tensor density with random
+    positions and signs (drawn from ``seed``). NoConnectome: dense, the standard normal init of ``seed``.
+    A criterion suffix (``Connectome[attribution]``) only says which connectome is meant; pass that one.
+    """
+    base, _ = parse_condition(condition, preset.outer.criterion)
+    if base == "NoConnectome":
+        return GPT(preset.model, seed=seed).state_dict(), None
+    if connectome is None:
+        raise ValueError(f"condition {condition!r} needs a connectome; run the outer loop first")
+    grown = connectome if base == "Connectome" else connectome.random_control(seed)
+    return grown.init_state(preset.model, seed), grown.masks()
+
+
+def inner_keep_steps(preset: Preset) -> tuple[int, ...]:
+    """Steps whose checkpoints the inner loop keeps: 0, every ``keep_every``, the token milestones, the end."""
+    cfg, inner = preset.inner_train, preset.inner
+    steps = {0, cfg.steps}
+    if inner.keep_every:
+        steps.update(range(inner.keep_every, cfg.steps + 1, inner.keep_every))
+    steps.update(min(math.ceil(t / cfg.tokens_per_step), cfg.steps) for t in inner.token_milestones)
+    return tuple(sorted(steps))
+
+
+def inner_preset(preset: Preset, seed: int) -> Preset:
+    """The preset one inner run trains with: the inner schedule, this seed, the kept steps."""
+    cfg = dataclasses.replace(preset.inner_train, seed=seed, keep_checkpoints=inner_keep_steps(preset))
+    return dataclasses.replace(preset, train=cfg)
+
+
+def run_inner_loop(
+    preset: Preset,
+    study: StudyLayout | str | Path,
+    *,
+    connectome: Connectome | str | Path | None = None,
+    conditions: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    overwrite: bool = False,
+    ctx: DistContext | None = None,
+    progress: bool = True,
+) -> list[ModelRef]:
+    """Train (or resume) every condition x seed on S; return the kept checkpoints as ModelRefs.
+
+    Conditions are ``CONDITIONS``, optionally naming a pruning criterion: ``Connectome[attribution]`` grows from
+    ``outer_attribution/connectome.gpc``. A plain Connectome / RandomConnectome uses ``connectome`` if given,
+    else the final connectome of ``preset.outer.criterion`` (``outer/connectome.gpc`` for magnitude).
+    A run's start is its condition, seed and the connectome's digest: a run made from another connectome or
+    recipe is refused, naming the differing fields, or with ``overwrite`` restarted.
+    """
+    study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
+    ctx = ctx or init_distributed()
+    conditions = conditions or preset.inner.conditions
+    seeds = seeds or preset.inner.seeds
+    parsed = {c: parse_condition(c, preset.outer.criterion) for c in conditions}
+    loaded: dict[str | None, tuple[Connectome, str]] = {}  # criterion (None: the given one) -> (it, its digest)
+
+    def connectome_of(condition: str) -> tuple[Connectome | None, str | None]:
+        base, criterion = parsed[condition]
+        if base == "NoConnectome":
+            return None, None
+        key = None if connectome is not None and "[" not in condition else criterion
+        if key not in loaded:
+            if key is None:
+                given = connectome if isinstance(connectome, Connectome) else Connectome.load(connectome)
+            else:
+                path = study.final_connectome(criterion)
+                if not path.exists():
+                    raise FileNotFoundError(f"condition {condition!r} needs {path}: run the outer loop with "
+                                            f"criterion {criterion!r} first")
+                given = Connectome.load(path)
+            loaded[key] = (given, given.digest())
+        return loaded[key]
+
+    small, val = shard_files(preset, "small"), shard_files(preset, "val")
+    runs = [(c, s) for c in conditions for s in seeds]
+    for condition, seed in tqdm(runs, desc="inner loop", disable=not (progress and ctx.is_main)):
+        grown, digest = connectome_of(condition)
+        init_state, masks = condition_start(condition, grown, preset, seed)
+        start = {"condition": parsed[condition][0], "seed": seed, "connectome": digest}
+        train(inner_preset(preset, seed), study.inner_run(condition, seed), train_files=small, val_files=val,
+              init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start, ctx=ctx,
+              progress=progress)
+    return study.model_refs(conditions=list(conditions))

@@ -1,0 +1,309 @@
+"""Checkpoint directories, written atomically.
+
+Layout of ``<run>/checkpoints/step_000100/``: ``model.safetensors``, ``masks.safetensors`` (if masked),
+``optimizer.pt``, ``rng.pt``, ``config.json`` (the preset) and ``state.json`` (step, tokens, loader position,
+last metrics, the sha256 of the weights and the digest of the run's fingerprint). ``<run>/checkpoints/latest``
+names the newest complete one; it is updated only after the directory is in place, so a kill mid-save leaves the
+previous checkpoint as "latest". A ``step_*`` directory is always complete: it appears and disappears in one rename
+(``atomic``); ``clean_stale`` removes what killed saves left behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import Preset
+from ..errors import GenpruneError
+from ..model.gpt import GPT
+from ..storage import atomic, hashing
+from . import provenance
+
+_NAME = re.compile(r"^step_(\d{6,})$")
+OPTIMIZER_FILE = "optimizer.pt"
+_PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
+T = TypeVar("T")
+
+
+class CheckpointError(GenpruneError, RuntimeError):
+    """A checkpoint directory is missing or incomplete; the message names it."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP / torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+    return model
+
+
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Contiguous CPU state dict without duplicates (a tied lm_head is stored once, as ``wte``)."""
+    model = unwrap(model)
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        state[name] = tensor.detach().to("cpu").contiguous()
+    return state
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a state dict in the authors' layout; strips torch.compile / DDP prefixes, allows a tied head."""
+    clean = {}
+    for name, tensor in state.items():
+        for prefix in _PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+        clean[name] = tensor
+    model = unwrap(model)
+    if getattr(model, "config", None) is not None and model.config.tie_embeddings:
+        clean.setdefault("lm_head.weight", clean.get("transformer.wte.weight"))
+    model.load_state_dict(clean, strict=True)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+
+    @property
+    def step(self) -> int:
+        return int(_NAME.match(self.path.name).group(1))
+
+    def state(self) -> dict[str, Any]:
+        file = self.path / "state.json"
+        state = _read(file, _read_json)
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise CheckpointError(f"{file} is damaged: expected a JSON object with an integer 'step'")
+        return state
+
+    def preset(self) -> Preset:
+        return _read(self.path / "config.json", lambda f: Preset.from_dict(_read_json(f)))
+
+    def masks(self) -> dict[str, torch.Tensor] | None:
+        f = self.path / "masks.safetensors"
+        return {k: v.bool() for k, v in _read(f, load_file).items()} if f.exists() else None
+
+    def load_model(self, device: str | torch.device = "cpu") -> GPT:
+        """A GPT with this checkpoint's config and weights (pruned weights are already zero)."""
+        preset = self.preset()
+        model = GPT(preset.model)
+        _load_weights(self.path / "model.safetensors", model, preset)
+        return model.to(device)
+
+    def fingerprint(self) -> str:
+        """Digest of what an evaluation of this checkpoint scores: the model shape and the weights.
+
+        The weights' sha256 is read from state.json; checkpoints written before it was recorded are hashed.
+        """
+        weights = self.state().get("weights_sha256") or hashing.tensors_sha256(
+            _read(self.path / "model.safetensors", load_file))
+        return hashing.digest({"model": self.preset().to_dict()["model"], "weights": weights})
+
+
+def _read_json(file: Path) -> Any:
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def _read(file: Path, load: Callable[[Path], T]) -> T:
+    """``load(file)``; a missing, truncated or otherwise unreadable file becomes a CheckpointError naming it.
+
+    safetensors raises SafetensorError, torch.load RuntimeError / EOFError / UnpicklingError or an OSError without
+    a file name, json ValueError; a config.json that is JSON but no preset ConfigError / KeyError / TypeError.
+    """
+    try:
+        return load(file)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} is missing: the checkpoint {file.parent} is incomplete") from None
+    except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError, TypeError,
+            AttributeError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is not None:  # e.g. permission denied: it names the file itself
+            raise
+        raise CheckpointError(f"{file} is damaged or truncated ({type(e).__name__}: {_first_sentence(e)})") from e
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return text.split(". ")[0][:200] or type(error).__name__
+
+
+def _load_weights(file: Path, model: nn.Module, run_preset: Preset) -> None:
+    """Load ``file`` into ``model``; weights of another shape name the model fields in which the run differs."""
+    state = _read(file, load_file)
+    try:
+        load_model_state(model, state)
+    except RuntimeError as e:
+        config = getattr(unwrap(model), "config", None)
+        differ = [f"model.{name}: {value} in the run, {getattr(config, name)} now"
+                  for name, value in dataclasses.asdict(run_preset.model).items()
+                  if config is not None and getattr(config, name) != value]
+        if differ:
+            raise CheckpointError(f"{file} holds a model of another shape ({'; '.join(differ)}): resume with the "
+                                  "run's model settings, or start another run") from None
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise CheckpointError(f"{file} does not fit the model of its own config.json ({detail[:200]})") from None
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    *,
+    model: nn.Module,
+    preset: Preset,
+    optimizer: torch.optim.Optimizer | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+    state: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """Write ``<run>/checkpoints/step_{step}`` atomically, then point ``latest`` at it."""
+    root = Path(run_dir) / "checkpoints"
+    final = root / f"step_{step:06d}"
+    recorded = provenance.read(run_dir)
+    with atomic.atomic_path(final) as tmp:
+        tmp.mkdir()
+        weights = model_state(model)
+        save_file(weights, str(tmp / "model.safetensors"))
+        state = {**(state or {}), "weights_sha256": hashing.tensors_sha256(weights)}
+        if recorded is not None:
+            state["run_fingerprint"] = hashing.digest(recorded)
+        if masks:
+            save_file({k: v.to("cpu", torch.uint8).contiguous() for k, v in masks.items()},
+                      str(tmp / "masks.safetensors"))
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save(_rng_state(), tmp / "rng.pt")
+        (tmp / "config.json").write_text(json.dumps(preset.to_dict(), indent=2, sort_keys=True))
+        (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=2, sort_keys=True))
+    atomic.write_text(root / "latest", final.name + "\n")
+    return Checkpoint(final)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
+    """Complete checkpoints of a run, oldest first (temporary directories are ignored)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [Checkpoint(p) for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)]
+    return sorted(found, key=lambda c: c.step)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
+    """The checkpoint ``latest`` points at, or None for a fresh run.
+
+    A directory that a kill left moved aside (mid-replacement) is put back first; anything else missing is an error.
+    """
+    pointer = Path(run_dir) / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    name = pointer.read_text().strip()
+    if not _NAME.match(name):
+        raise CheckpointError(f"{pointer} names {name!r}, not a step_* checkpoint directory")
+    path = pointer.parent / name
+    atomic.recover(path)
+    if not (path / "state.json").exists():
+        raise CheckpointError(f"{pointer} names {path.name}, which is missing or incomplete")
+    return Checkpoint(path)
+
+
+def clean_stale(run_dir: str | Path) -> list[Path]:
+    """Remove what killed saves left in a run (half-written ``.step_*.tmp`` folders, GBs each at gpt2-124m, and
+    other hidden temporaries), restoring a moved-aside checkpoint first; return the removed paths.
+
+    Only the run's single writer may call it (another writer's temporaries look the same), before it writes.
+    """
+    run_dir = Path(run_dir)
+    return atomic.remove_leftovers(run_dir / "checkpoints") + atomic.remove_leftovers(run_dir)
+
+
+def resolve_checkpoint(path: str | Path) -> Checkpoint:
+    """A checkpoint directory as it is, or a run directory's latest checkpoint."""
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return Checkpoint(path)
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is None:
+        raise FileNotFoundError(f"{path} is neither a checkpoint (step_*/ with state.json) nor a run with checkpoints")
+    return latest
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int]) -> None:
+    """Delete rolling checkpoints beyond the newest ``keep_last``; never ``keep_steps`` nor the latest.
+
+    A kept step older than the newest ``keep_last`` checkpoints is only evaluated, never resumed from: its
+    optimizer moments (two thirds of a checkpoint) are dropped.
+    """
+    ckpts = list_checkpoints(run_dir)
+    latest = latest_checkpoint(run_dir)
+    rolling = [c for c in ckpts if c.step not in keep_steps and (latest is None or c.path != latest.path)]
+    excess = len(rolling) - max(keep_last - 1, 0)
+    for ckpt in rolling[: max(excess, 0)]:
+        atomic.discard(ckpt.path)  # never a half-deleted step_* directory that looks like a checkpoint
+    remaining = list_checkpoints(run_dir)
+    newest = {c.path for c in remaining[-max(keep_last, 1):]} | ({latest.path} if latest else set())
+    for ckpt in remaining:
+        if ckpt.path not in newest:
+            drop_optimizer_state(ckpt)
+
+
+def drop_optimizer_state(ckpt: Checkpoint) -> None:
+    """Make ``ckpt`` an evaluation checkpoint: weights, masks and state stay, the optimizer moments go."""
+    (ckpt.path / OPTIMIZER_FILE).unlink(missing_ok=True)
+
+
+def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load weights, optimizer moments and RNG state from ``ckpt``; return its state.json.
+
+    Every file is read (and checked) before the model or the optimizer is touched, and a damaged one is named.
+    """
+    if not (ckpt.path / OPTIMIZER_FILE).exists():
+        raise CheckpointError(_not_resumable(ckpt))
+    state = ckpt.state()
+    missing = [key for key in ("loader",) if key not in state]
+    if missing:
+        raise CheckpointError(f"{ckpt.path / 'state.json'} is damaged: it lacks {missing}")
+    device = next(unwrap(model).parameters()).device
+    moments = _read(ckpt.path / OPTIMIZER_FILE, lambda f: torch.load(f, map_location=device, weights_only=True))
+    rng = _read(ckpt.path / "rng.pt", lambda f: torch.load(f, weights_only=False))
+    _load_weights(ckpt.path / "model.safetensors", model, ckpt.preset())
+    try:
+        optimizer.load_state_dict(moments)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt.path / OPTIMIZER_FILE} does not fit the optimizer ({e})") from None
+    _set_rng_state(rng)
+    return state
+
+
+def _not_resumable(ckpt: Checkpoint) -> str:
+    """Why ``ckpt`` cannot be resumed (no optimizer moments), and which checkpoint of its run can, if any."""
+    run_dir = ckpt.path.parent.parent
+    resumable = [c for c in list_checkpoints(run_dir)
+                 if c.path != ckpt.path and (c.path / OPTIMIZER_FILE).is_file() and (c.path / "rng.pt").is_file()]
+    head = f"{ckpt.path} holds no optimizer state ({OPTIMIZER_FILE})"
+    if resumable:
+        newest = resumable[-1].path.name
+        return (f"{head}; newest resumable checkpoint is {newest}: write '{newest}' into checkpoints/latest to "
+                "resume from it, or pass --overwrite")
+    return f"{head}, nor does any other checkpoint of the run: restart it with --overwrite"
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
