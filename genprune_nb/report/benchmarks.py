@@ -36,7 +36,7 @@ def headline(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     """The headline rows of ``tasks`` (stored labels such as ``"hellaswag"`` or ``"hellaswag@20"``): each task's
     overall score (``results.select``: every extra key empty); a task without rows or headline adds none."""
     frames = [select(results, t, HEADLINE[base_task(t)], required=False) for t in tasks if base_task(t) in HEADLINE]
-    return pd.concat([results.iloc[0:0], *frames], ignore_index=True)[COLUMNS]
+    return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else results.iloc[0:0][COLUMNS]
 
 
 def final_scores(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:

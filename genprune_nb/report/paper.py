@@ -10,6 +10,7 @@ Nothing here trains or loads a model, so every figure is redrawn in seconds from
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -321,3 +322,51 @@ def figure_1d_ii(results: pd.DataFrame, task: str | None = None, ceiling: float 
 
 PANELS = {"1B-i": figure_1b_i, "1B-ii": figure_1b_ii, "1C": figure_1c, "1D-i": figure_1d_i,
           "1D-ii": figure_1d_ii}
+
+# per panel: the base task(s) it reads (a tuple: a panel of several benchmarks) and the PNG it is saved as
+_PANEL_TASKS = {"1B-i": VAL_LOSS_TASK, "1B-ii": ("hellaswag", "mmlu", "blimp"), "1C": behavior.TASK,
+                "1D-i": encoding.TASK, "1D-ii": localizer.TASK}
+PANEL_FILES = {"1B-i": "07_figure1_b_i_val_loss", "1B-ii": "07_figure1_b_ii_benchmarks",
+               "1C": "07_figure1_c_reading_times", "1D-i": "07_figure1_d_i_brain_layers",
+               "1D-ii": "07_figure1_d_ii_language_units"}
+
+
+def _panel(panel: str) -> str:
+    if panel not in PANELS:
+        raise ValueError(f"no Figure 1 panel {panel!r}; the panels are {list(PANELS)}")
+    return panel
+
+
+def panel_tasks(panel: str, labels: dict[str, str | None]) -> list[str]:
+    """The stored labels ``panel`` reads, from ``labels`` (:func:`task_labels`); tasks without rows left out."""
+    bases = _PANEL_TASKS[_panel(panel)]
+    return [t for t in (labels.get(b) for b in ((bases,) if isinstance(bases, str) else bases)) if t]
+
+
+def draw_panel(results: pd.DataFrame, panel: str, labels: dict[str, str | None] | None = None
+               ) -> plt.Figure | None:
+    """One panel of Figure 1 from the labels :func:`task_labels` picked (default: picked from ``results``)."""
+    labels = task_labels(results) if labels is None else labels
+    tasks = panel_tasks(panel, labels)
+    if isinstance(_PANEL_TASKS[panel], str):
+        return PANELS[panel](results, tasks[0] if tasks else None)
+    return PANELS[panel](results, tasks)
+
+
+def save_panel(results: pd.DataFrame, panel: str, figures_dir: str | Path,
+               labels: dict[str, str | None] | None = None) -> Path | None:
+    """Draw ``panel`` and save it as ``figures_dir/PANEL_FILES[panel].png``; None (and a printed note) when the
+    results lack its rows. The figure stays open, so a notebook shows it."""
+    fig = draw_panel(results, panel, labels)
+    if fig is None:
+        return None
+    path = plots.save(fig, figures_dir, PANEL_FILES[panel])
+    print("saved", path)
+    return path
+
+
+def save_panels(results: pd.DataFrame, figures_dir: str | Path, labels: dict[str, str | None] | None = None
+                ) -> dict[str, Path | None]:
+    """:func:`save_panel` for every panel of :data:`PANELS`: panel -> the PNG written (None: skipped)."""
+    labels = task_labels(results) if labels is None else labels
+    return {panel: save_panel(results, panel, figures_dir, labels) for panel in PANELS}
