@@ -19,6 +19,12 @@ from .errors import GenpruneError
 
 # The pruning criteria by name, implemented in ``connectome.pruning`` (named here so a preset can be validated).
 CRITERIA = ("magnitude", "random", "attribution", "structured")
+# The inner loop's three conditions in the paper's display order (``study.conditions`` serves them to the study and
+# the figures; named here, the lowest floor that needs them, so a preset's default can list them).
+CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
+# The preset at the paper's scale (DESIGN.md §2-§3): figures, milestones and released models read the paper's
+# model shape, inner steps, tokens per step and token milestones from it rather than from copies.
+PAPER_PRESET = "gpt2-124m"
 
 
 class ConfigError(GenpruneError, ValueError):
@@ -194,7 +200,7 @@ class OuterConfig:
 class InnerConfig:
     """The inner loop ("development"): conditions x seeds trained on the small corpus S."""
 
-    conditions: tuple[str, ...] = ("Connectome", "RandomConnectome", "NoConnectome")
+    conditions: tuple[str, ...] = CONDITIONS
     seeds: tuple[int, ...] = (0, 1, 2)
     keep_every: int = 100  # keep a checkpoint every this many steps (and at step 0) for the evaluations
     token_milestones: tuple[int, ...] = ()  # also keep checkpoints where these many tokens have been seen

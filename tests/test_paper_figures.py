@@ -13,7 +13,9 @@ import xarray as xr  # noqa: E402
 
 from genprune_nb.alignment import behavior, encoding, localizer  # noqa: E402
 from genprune_nb.config import get_preset  # noqa: E402
-from genprune_nb.report import paper  # noqa: E402
+from genprune_nb.study.conditions import CONDITIONS as PAPER_CONDITIONS  # noqa: E402
+from genprune_nb.config import InnerConfig  # noqa: E402
+from genprune_nb.report import paper, plots  # noqa: E402
 from genprune_nb.study import curves
 from genprune_nb.study.layout import StudyLayout  # noqa: E402
 from genprune_nb.study.results import ResultsTable  # noqa: E402
@@ -112,6 +114,40 @@ def test_describe_scale_names_both_scales():
     assert "48 inner steps x 1,024 tokens" in text and "the paper's 124M, 2,000 x 524,288" in text
 
 
+def test_the_paper_scale_is_read_from_its_preset():
+    from genprune_nb.analysis import efficiency
+    from genprune_nb.study import released
+
+    scale = paper.PAPER_SCALE
+    assert scale is get_preset("gpt2-124m")
+    m, t = scale.model, scale.inner_train
+    assert (m.n_layer, m.n_head, m.n_embd, m.vocab_size, m.block_size) == (12, 12, 768, 50304, 1024)  # DESIGN.md §2
+    assert (t.steps, t.batch_size, t.seq_len, t.tokens_per_step) == (2000, 512, 1024, 524_288)  # DESIGN.md §3
+    assert (t.warmup_steps, t.decay_steps) == (250, 1750)
+    assert efficiency.PAPER_INNER_TOKENS == 1_048_576_000
+    assert efficiency.PAPER_MILESTONES == tuple(int(x * 1e6) for x in (25, 50, 75, 100, 250, 500, 750, 1000))
+    assert (released.PAPER_INNER_STEPS, released.PAPER_TOKENS_PER_STEP) == (2000, 524_288)
+
+
+def test_conditions_are_named_once_in_the_papers_order():
+    assert PAPER_CONDITIONS == CONDITIONS
+    assert InnerConfig().conditions is PAPER_CONDITIONS  # the preset default is the one tuple, not a copy
+    assert tuple(plots.CONDITION_COLORS) == PAPER_CONDITIONS
+
+
+def test_one_band_plot_draws_mean_and_se_per_condition():
+    df = pd.DataFrame({"condition": ["NoConnectome"] * 4 + ["Connectome"] * 4, "seed": [0, 1] * 4,
+                       "step": [0, 0, 1, 1] * 2, "value": [1.0, 3.0, 2.0, 4.0, 0.0, 0.0, 1.0, 1.0]})
+    fig, ax = plt.subplots()
+    summary = plots.condition_bands(ax, df, "value")
+    assert [line.get_label() for line in ax.lines] == ["Connectome", "NoConnectome"]  # the paper's order
+    assert ax.lines[0].get_color() == plots.CONDITION_COLORS["Connectome"]
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [2.0, 3.0])  # mean over the two seeds
+    band = ax.collections[1].get_paths()[0].vertices[:, 1]  # SE of (1, 3) and (2, 4) is 1
+    assert (band.min(), band.max()) == pytest.approx((1.0, 4.0))
+    assert plots.seeds_title(summary) == "mean ± SE over 2 seeds"
+
+
 def test_paper_table_holds_the_design_numbers():
     ref = paper.PAPER.set_index(["quantity", "condition"])["value"]
     assert ref["val loss, end of the inner loop", "RandomConnectome"] == 5.43
@@ -182,6 +218,21 @@ def test_each_panel_draws_with_its_rows_and_skips_without(name, results, capsys)
     assert draw(others) is None
     assert f"Figure {name} skipped" in capsys.readouterr().out
     assert draw(df.iloc[0:0]) is None
+
+
+def test_save_panels_writes_every_panel_and_skips_what_is_missing(tmp_path, results, capsys):
+    df, _ = results
+    labels = paper.task_labels(df, PRESET)
+    paths = paper.save_panels(df, tmp_path, labels)
+    assert list(paths) == list(paper.PANELS)
+    assert [p.name for p in paths.values()] == [f"{name}.png" for name in paper.PANEL_FILES.values()]
+    assert all(p.stat().st_size > 0 for p in paths.values())
+    assert paper.panel_tasks("1B-ii", labels) == [labels["hellaswag"], labels["mmlu"], labels["blimp"]]
+    some = paper.save_panels(df[df["task"] == curves.VAL_LOSS_TASK], tmp_path / "some")
+    assert some["1B-i"] is not None and all(some[p] is None for p in list(paper.PANELS)[1:])
+    assert "Figure 1C skipped" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no Figure 1 panel '2A'"):
+        paper.draw_panel(df, "2A", labels)
 
 
 def test_notebook_runs_headless_from_the_results_table(tmp_path, results):

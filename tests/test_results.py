@@ -8,7 +8,8 @@ from genprune_nb.config import get_preset
 from genprune_nb.model.gpt import GPT
 from genprune_nb.model.lm import next_token_logprobs
 from genprune_nb.study.model_refs import ModelRef, sweep
-from genprune_nb.study.results import ResultsTable, select
+from genprune_nb.report.benchmarks import headline
+from genprune_nb.study.results import COLUMNS, ResultsTable, select
 from genprune_nb.training.checkpoint import save_checkpoint
 
 SMOKE = get_preset("smoke")
@@ -136,3 +137,12 @@ def test_select_names_what_is_missing():
     with pytest.raises(ValueError, match=r"no column\(s\) \['subject'\]"):
         select(_table(), "blimp", "acc", subject="x")
     assert select(_table(), "mmlu", "acc", required=False).empty
+
+
+def test_headline_rows_are_the_selectors_overall_rows():
+    """The benchmark report's headline is ``select``'s overall score: a row with any extra key set is left out."""
+    table = _table()
+    layered = pd.concat([table, table.iloc[[0]].assign(layer=3, value=9.9)], ignore_index=True)
+    rows = headline(layered, ["blimp@50"])
+    pd.testing.assert_frame_equal(rows, select(table, "blimp", "acc")[COLUMNS])
+    assert headline(layered, ["mmlu"]).empty and list(headline(layered, ["mmlu"]).columns) == COLUMNS

@@ -33,7 +33,7 @@ from ..data.catalog import text_files
 from ..stats import mean_se
 from ..study.conditions import condition_order
 from ..study.model_refs import ModelRef, sweep
-from ..study.results import ResultsTable, final_rows
+from ..study.results import ResultsTable, final_rows, select
 from .reading_times import story_words
 from .surprisal import word_surprisal
 
@@ -253,16 +253,18 @@ def sweep_reading_times(
 
 
 def metric_rows(results: pd.DataFrame, metric: str = "pearson_r", task: str = TASK) -> pd.DataFrame:
-    """The rows of one reading-time metric (every condition, seed and step), e.g. for Figure 1C."""
-    df = results[(results["task"] == task) & (results["metric"] == metric)]
+    """The rows of one reading-time metric (every condition, seed and step), e.g. for Figure 1C; ``task``: a stored
+    label, or the task name when one label is stored."""
+    df = select(results, task, metric, required=False)
     if df.empty:
         raise ValueError(f"no rows for task {task!r} and metric {metric!r} in the results")
-    return df.reset_index(drop=True)
+    return df
 
 
 def final_scores(results: pd.DataFrame, metrics: Sequence[str], task: str = TASK) -> pd.DataFrame:
     """Each seed's last checkpoint, then mean and SE over seeds: one row per condition, (metric, mean/se) columns."""
-    df = results[(results["task"] == task) & results["metric"].isin(metrics)]
+    df = select(results, task, required=False)
+    df = df[df["metric"].isin(metrics)]
     wide = mean_se(final_rows(df), ["condition", "metric"], "value").pivot(index="condition", columns="metric",
                                                                  values=["mean", "se"])
     wide = wide.swaplevel(axis=1).reindex(columns=pd.MultiIndex.from_product([metrics, ["mean", "se"]]))

@@ -14,14 +14,15 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import Preset
+from ..config import PAPER_PRESET, Preset, get_preset
 from ..stats import mean_se
 from ..study.results import COLUMNS as RESULT_COLUMNS
-from ..study.results import base_task, extra_keys
+from ..study.results import select
 
-# The paper's inner loop: 2,000 steps x 512 sequences x 1,024 tokens.
-PAPER_INNER_TOKENS = 2000 * 524_288  # 1,048,576,000
-PAPER_MILESTONES = (25e6, 50e6, 75e6, 100e6, 250e6, 500e6, 750e6, 1000e6)
+# The paper's inner loop (2,000 steps x 524,288 tokens = 1,048,576,000) and its token milestones, from its preset.
+_PAPER = get_preset(PAPER_PRESET)
+PAPER_INNER_TOKENS = _PAPER.inner_train.steps * _PAPER.inner_train.tokens_per_step
+PAPER_MILESTONES = _PAPER.inner.token_milestones
 
 
 class Multiplier(NamedTuple):
@@ -196,25 +197,7 @@ def metric_vs_tokens(results: pd.DataFrame, task: str, metric: str, **keys: Any)
     ``paradigm="anaphor_gender_agreement"``. Columns: condition, seed, step, tokens, task, metric, value, n.
     """
     _require_columns(results, RESULT_COLUMNS, "results table")
-    labels = sorted(set(results["task"].dropna()))
-    if task not in labels:
-        same = [t for t in labels if base_task(t) == task]
-        if len(same) != 1:
-            raise ValueError(f"no task {task!r} in the results" + (f" (several labels: {same})" if same else "")
-                             + f"; stored tasks: {labels}")
-        task = same[0]
-    df = results[results["task"] == task]
-    if metric not in set(df["metric"]):
-        raise ValueError(f"task {task!r} has no metric {metric!r}; it has {sorted(set(df['metric']))}")
-    df = df[df["metric"] == metric]
-    unknown = [k for k in keys if k not in df.columns]
-    if unknown:
-        raise ValueError(f"results have no column(s) {unknown} to select on")
-    for column in extra_keys(df):
-        df = df[df[column] == keys[column]] if column in keys else df[df[column].isna()]
-    if df.empty:
-        raise ValueError(f"no {task!r} {metric!r} rows match {keys or 'the overall score'}")
-    return df[RESULT_COLUMNS].sort_values(["condition", "seed", "tokens"]).reset_index(drop=True)
+    return select(results, task, metric, **keys)[RESULT_COLUMNS]
 
 
 # --- figures ----------------------------------------------------------------------------------------------------

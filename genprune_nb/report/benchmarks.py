@@ -12,7 +12,6 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
@@ -23,8 +22,8 @@ from ..evals.multiple_choice import Question, choose
 from ..evals.scorer import score
 from ..stats import mean_se
 from ..study.conditions import condition_order
-from ..study.results import base_task, final_rows
-from .plots import condition_palette
+from ..study.results import COLUMNS, base_task, final_rows, select
+from .plots import condition_bands, seeds_title
 
 HEADLINE = {"hellaswag": "acc_norm", "hellaswag_lmeval": "acc_norm", "mmlu": "acc", "mmlu_lmeval_0shot": "acc",
             "mmlu_lmeval_5shot": "acc", "blimp": "acc", "val_loss": "loss"}
@@ -34,13 +33,10 @@ BREAKDOWNS = ("subject", "paradigm", "phenomenon")
 
 
 def headline(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
-    """The headline rows of ``tasks`` (stored labels such as ``"hellaswag"`` or ``"hellaswag@20"``)."""
-    df = results[results["task"].isin(tasks)]
-    df = df[df["metric"] == df["task"].map(lambda t: HEADLINE.get(base_task(t)))]
-    for key in BREAKDOWNS:
-        if key in df.columns:
-            df = df[df[key].isna()]
-    return df[["condition", "seed", "step", "tokens", "task", "metric", "value", "n"]].reset_index(drop=True)
+    """The headline rows of ``tasks`` (stored labels such as ``"hellaswag"`` or ``"hellaswag@20"``): each task's
+    overall score (``results.select``: every extra key empty); a task without rows or headline adds none."""
+    frames = [select(results, t, HEADLINE[base_task(t)], required=False) for t in tasks if base_task(t) in HEADLINE]
+    return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else results.iloc[0:0][COLUMNS]
 
 
 def final_scores(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
@@ -69,17 +65,16 @@ def plot_curves(results: pd.DataFrame, tasks: Sequence[str]) -> plt.Figure:
     df = headline(results, tasks)
     if df.empty:
         raise ValueError(f"no headline results for tasks {list(tasks)}")
-    order = condition_order(df["condition"])
-    palette = condition_palette(order)
-    grid = sns.relplot(data=df, x="step", y="value", hue="condition", hue_order=order, palette=palette, col="task",
-                       col_order=[t for t in tasks if t in set(df["task"])], kind="line", errorbar="se", marker="o",
-                       height=3.2, aspect=1.1, facet_kws={"sharey": False})
-    for task, ax in grid.axes_dict.items():
-        ax.set_ylabel(HEADLINE[base_task(task)])
-        ax.set_title(task)
+    shown = list(dict.fromkeys(df["task"]))  # stored labels, in the order of ``tasks``
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown) + 1.6, 3.2), squeeze=False)
+    for task, ax in zip(shown, axes[0]):
+        summary = condition_bands(ax, df[df["task"] == task], "value", "step", marker="o")
+        ax.set(xlabel="step", ylabel=HEADLINE[base_task(task)], title=task)
         if base_task(task) in CHANCE:
             ax.axhline(CHANCE[base_task(task)], color="grey", lw=0.8, ls=":")
-    return grid.figure
+    axes[0][-1].legend(title=seeds_title(summary), loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
 
 
 def condition_tests(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
@@ -122,10 +117,9 @@ def breakdown(results: pd.DataFrame, task: str, key: str) -> pd.DataFrame:
 
     Rows that also carry a finer key are left out (BLiMP's paradigm rows name their phenomenon too).
     """
-    df = results[(results["task"] == task) & (results["metric"] == HEADLINE[base_task(task)])]
+    df = select(results, task, HEADLINE[base_task(task)], overall=False, breakdown=key, required=False)
     if key not in df.columns:
         raise ValueError(f"task {task!r} has no {key!r} rows in the results")
-    df = df[df[key].notna()]
     for finer in BREAKDOWNS[: BREAKDOWNS.index(key)]:
         if finer in df.columns:
             df = df[df[finer].isna()]

@@ -7,8 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..analysis.efficiency import _require_columns, scaled_milestones
-from ..stats import mean_se
-from .plots import condition_palette, short_count
+from .plots import condition_bands, condition_palette, seeds_title, short_count
 
 
 def plot_data_efficiency(curves: pd.DataFrame, value: str = "val_loss", *, milestones: Sequence[float] | None = None,
@@ -24,17 +23,13 @@ def plot_data_efficiency(curves: pd.DataFrame, value: str = "val_loss", *, miles
         raise ValueError("curves have no points after 0 tokens to plot on a log axis")
     if milestones is None:
         milestones = scaled_milestones(int(df["tokens"].max()))
-    summary = mean_se(df, ["condition", "tokens"], value)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for condition, color in condition_palette(summary["condition"]).items():
-        part = summary[summary["condition"] == condition]
-        ax.plot(part["tokens"], part["mean"], label=condition, color=color)
-        ax.fill_between(part["tokens"], part["mean"] - part["se"], part["mean"] + part["se"], color=color, alpha=0.25)
+    summary = condition_bands(ax, df, value, "tokens")
     for i, m in enumerate(milestones):
         ax.axvline(m, color="grey", lw=0.7, ls=":", label="token milestones" if i == 0 else None)
     ax.set_xscale("log")
     ax.set(xlabel="tokens seen", ylabel=ylabel or value, title=title)
-    ax.legend(title=f"mean ± SE over {int(summary['n'].max())} seeds", fontsize=8, loc="upper left",
+    ax.legend(title=seeds_title(summary), fontsize=8, loc="upper left",
               bbox_to_anchor=(1.01, 1))
     return fig
 

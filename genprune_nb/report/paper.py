@@ -10,6 +10,7 @@ Nothing here trains or loads a model, so every figure is redrawn in seconds from
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -17,18 +18,16 @@ import numpy as np
 import pandas as pd
 
 from ..alignment import behavior, encoding, localizer
-from ..config import Preset, get_preset
+from ..config import PAPER_PRESET, ModelConfig, Preset, get_preset
 from ..stats import mean_se
 from ..study.curves import VAL_LOSS_TASK
-from ..study.results import base_task, extra_keys, final_rows, task_label
+from ..study.results import base_task, final_rows, select, task_label
 from . import benchmarks as report
 from . import plots
 
 NOISE_CEILING = 0.559  # the language network's noise ceiling for the Tuckute 2024 sentences (paper: 0.56)
 
-# The paper's scale: d12 GPT (124M weights, embedding counted once), 2,000 inner iterations x 524,288 tokens.
-PAPER_MODEL = {"n_layer": 12, "n_embd": 768, "vocab_size": 50304}
-PAPER_INNER = {"steps": 2000, "tokens_per_step": 524_288}
+PAPER_SCALE = get_preset(PAPER_PRESET)  # d12 GPT (124M weights, embedding counted once), 2,000 x 524,288 tokens
 
 _DEFINITIONS = {
     "val_loss": "mean next-token cross-entropy (nats/token) on held-out val tokens (paper: 1.64M FineWeb val "
@@ -91,18 +90,18 @@ def _as_preset(preset: Preset | str) -> Preset:
     return get_preset(preset) if isinstance(preset, str) else preset
 
 
-def _weights(n_layer: int, n_embd: int, vocab_size: int) -> int:
+def _weights(model: ModelConfig) -> int:
     """Weights of a GPT with the embedding counted once (the "124M" convention): 12 C^2 per block + V x C."""
-    return n_layer * 12 * n_embd * n_embd + vocab_size * n_embd
+    return model.n_layer * 12 * model.n_embd * model.n_embd + model.vocab_size * model.n_embd
 
 
 def describe_scale(preset: Preset | str) -> str:
     """This preset's scale next to the paper's, in one line (model shape, inner steps x tokens per step)."""
     p = _as_preset(preset)
     m, t = p.model, p.inner_train
-    run = _weights(m.n_layer, m.n_embd, m.vocab_size)
-    paper = _weights(**PAPER_MODEL)
-    steps, tps = PAPER_INNER["steps"], PAPER_INNER["tokens_per_step"]
+    run = _weights(m)
+    paper = _weights(PAPER_SCALE.model)
+    steps, tps = PAPER_SCALE.inner_train.steps, PAPER_SCALE.inner_train.tokens_per_step
     short = plots.short_count
     return (f"preset {p.name}: {m.n_layer} layers x {m.n_embd} ({short(run)} weights), {t.steps:,} inner steps x "
             f"{t.tokens_per_step:,} tokens ({short(t.steps * t.tokens_per_step)}) vs the paper's "
@@ -144,14 +143,11 @@ def task_labels(results: pd.DataFrame, preset: Preset | str | None = None) -> di
 
 
 def _rows(results: pd.DataFrame, task: str | None, metric: str, key: str | None = None) -> pd.DataFrame:
-    """Rows of one task label and metric: the overall ones (every extra key such as subject or layer empty), or,
-    with ``key``, those that have ``key`` set and no other extra key."""
-    if task is None or results.empty or (key is not None and key not in results.columns):
+    """Rows of one task label and metric (``results.select``): the overall ones, or, with ``key``, those that have
+    ``key`` set and no other extra key; none when the label is None or the table lacks them."""
+    if task is None:
         return results.iloc[0:0]
-    df = results[(results["task"] == task) & (results["metric"] == metric)]
-    for extra in extra_keys(df):
-        df = df[df[extra].notna()] if extra == key else df[df[extra].isna()]
-    return df.reset_index(drop=True)
+    return select(results, task, metric, breakdown=key, required=False)
 
 
 def _skip(panel: str, base: str, metric: str, notebook: str) -> None:
@@ -326,3 +322,51 @@ def figure_1d_ii(results: pd.DataFrame, task: str | None = None, ceiling: float 
 
 PANELS = {"1B-i": figure_1b_i, "1B-ii": figure_1b_ii, "1C": figure_1c, "1D-i": figure_1d_i,
           "1D-ii": figure_1d_ii}
+
+# per panel: the base task(s) it reads (a tuple: a panel of several benchmarks) and the PNG it is saved as
+_PANEL_TASKS = {"1B-i": VAL_LOSS_TASK, "1B-ii": ("hellaswag", "mmlu", "blimp"), "1C": behavior.TASK,
+                "1D-i": encoding.TASK, "1D-ii": localizer.TASK}
+PANEL_FILES = {"1B-i": "07_figure1_b_i_val_loss", "1B-ii": "07_figure1_b_ii_benchmarks",
+               "1C": "07_figure1_c_reading_times", "1D-i": "07_figure1_d_i_brain_layers",
+               "1D-ii": "07_figure1_d_ii_language_units"}
+
+
+def _panel(panel: str) -> str:
+    if panel not in PANELS:
+        raise ValueError(f"no Figure 1 panel {panel!r}; the panels are {list(PANELS)}")
+    return panel
+
+
+def panel_tasks(panel: str, labels: dict[str, str | None]) -> list[str]:
+    """The stored labels ``panel`` reads, from ``labels`` (:func:`task_labels`); tasks without rows left out."""
+    bases = _PANEL_TASKS[_panel(panel)]
+    return [t for t in (labels.get(b) for b in ((bases,) if isinstance(bases, str) else bases)) if t]
+
+
+def draw_panel(results: pd.DataFrame, panel: str, labels: dict[str, str | None] | None = None
+               ) -> plt.Figure | None:
+    """One panel of Figure 1 from the labels :func:`task_labels` picked (default: picked from ``results``)."""
+    labels = task_labels(results) if labels is None else labels
+    tasks = panel_tasks(panel, labels)
+    if isinstance(_PANEL_TASKS[panel], str):
+        return PANELS[panel](results, tasks[0] if tasks else None)
+    return PANELS[panel](results, tasks)
+
+
+def save_panel(results: pd.DataFrame, panel: str, figures_dir: str | Path,
+               labels: dict[str, str | None] | None = None) -> Path | None:
+    """Draw ``panel`` and save it as ``figures_dir/PANEL_FILES[panel].png``; None (and a printed note) when the
+    results lack its rows. The figure stays open, so a notebook shows it."""
+    fig = draw_panel(results, panel, labels)
+    if fig is None:
+        return None
+    path = plots.save(fig, figures_dir, PANEL_FILES[panel])
+    print("saved", path)
+    return path
+
+
+def save_panels(results: pd.DataFrame, figures_dir: str | Path, labels: dict[str, str | None] | None = None
+                ) -> dict[str, Path | None]:
+    """:func:`save_panel` for every panel of :data:`PANELS`: panel -> the PNG written (None: skipped)."""
+    labels = task_labels(results) if labels is None else labels
+    return {panel: save_panel(results, panel, figures_dir, labels) for panel in PANELS}

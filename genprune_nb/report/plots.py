@@ -8,9 +8,9 @@ import pandas as pd
 import seaborn as sns
 
 from ..stats import mean_se
-from ..study.conditions import condition_order
+from ..study.conditions import CONDITIONS, condition_order
 
-CONDITION_COLORS = {"Connectome": "#1b9e77", "RandomConnectome": "#d95f02", "NoConnectome": "#7570b3"}
+CONDITION_COLORS = dict(zip(CONDITIONS, ("#1b9e77", "#d95f02", "#7570b3")))  # the paper's three, in its order
 PAPER_ENTROPY_BITS = 1.06  # the paper's appendix: bits per weight of its 124M connectome
 
 
@@ -98,17 +98,33 @@ def connectome_bits(summaries: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def condition_bands(ax: plt.Axes, df: pd.DataFrame, value: str, x: str = "step", *,
+                    marker: str | None = None) -> pd.DataFrame:
+    """Draw ``value`` vs ``x`` on ``ax``, one line per condition: the mean over seeds with a +/- SE band.
+
+    The one mean +/- SE plot of the package (curves over training, over tokens, over layers); returns the summary
+    drawn (condition, ``x``, mean, se, n) so a caller can name the number of seeds.
+    """
+    summary = mean_se(df, ["condition", x], value)
+    for condition, color in condition_palette(summary["condition"]).items():
+        part = summary[summary["condition"] == condition]
+        ax.plot(part[x], part["mean"], label=condition, color=color, marker=marker)
+        ax.fill_between(part[x], part["mean"] - part["se"], part["mean"] + part["se"], color=color, alpha=0.25)
+    return summary
+
+
+def seeds_title(summary: pd.DataFrame) -> str:
+    """The legend title of a mean +/- SE plot: how many seeds are behind it."""
+    return f"mean ± SE over {int(summary['n'].max())} seeds"
+
+
 def condition_curves(curves: pd.DataFrame, value: str, *, x: str = "step", ylabel: str | None = None,
                      title: str = "") -> plt.Figure:
     """``value`` vs ``x`` per condition, mean +/- SE over seeds (the paper's Figure 1B-i for val loss)."""
-    summary = mean_se(curves, ["condition", x], value)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for condition, color in condition_palette(summary["condition"]).items():
-        part = summary[summary["condition"] == condition]
-        ax.plot(part[x], part["mean"], label=condition, color=color)
-        ax.fill_between(part[x], part["mean"] - part["se"], part["mean"] + part["se"], color=color, alpha=0.25)
+    summary = condition_bands(ax, curves, value, x)
     ax.set(xlabel="iteration" if x == "step" else x, ylabel=ylabel or value, title=title)
-    ax.legend(title=f"mean ± SE over {int(summary['n'].max())} seeds")
+    ax.legend(title=seeds_title(summary))
     return fig
 
 

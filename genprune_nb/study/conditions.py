@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
+from ..config import CONDITIONS  # named on the config floor so a preset's default can list them
+
+__all__ = ["CONDITIONS", "condition_order"]
 
 
 def condition_order(conditions: Iterable[str]) -> list[str]:

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import ConfigError, ModelConfig, Preset, get_preset
+from ..config import PAPER_PRESET, ConfigError, ModelConfig, Preset, get_preset
 from ..errors import GenpruneError
 from ..model.gpt import GPT
 from ..storage import atomic
@@ -41,8 +41,9 @@ RELEASED: dict[str, str] = {
 }
 """Condition name (used as a results-table condition and a directory name) -> Hugging Face hub repo id."""
 
-PAPER_TOKENS_PER_STEP = 524_288  # 512 sequences x 1024 tokens (DESIGN.md §3)
-PAPER_INNER_STEPS = 2000
+_PAPER_INNER = get_preset(PAPER_PRESET).inner_train  # the released models' inner loop (the paper's)
+PAPER_TOKENS_PER_STEP = _PAPER_INNER.tokens_per_step  # 512 sequences x 1024 tokens
+PAPER_INNER_STEPS = _PAPER_INNER.steps
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
