@@ -82,7 +82,7 @@ def main() -> None:
         print(f"max |minibatch - full| {np.abs(mini - full).max():.4f}; CKA range {full.min():.3f}..{full.max():.3f}")
 
     if args.model_tokens:
-        from genprune_nb.analysis.representations import token_features
+        from genprune_nb.model.features import token_features
         from genprune_nb.config import get_preset
         from genprune_nb.model.gpt import GPT
 

@@ -1,4 +1,5 @@
-"""Linear CKA (genprune_nb.analysis.cka) and the model-level helpers (genprune_nb.analysis.representations)."""
+"""Linear CKA (genprune_nb.analysis.cka), the model-level helpers (genprune_nb.analysis.representations) and their
+figures (genprune_nb.report.representations)."""
 from __future__ import annotations
 
 import matplotlib
@@ -19,16 +20,12 @@ from genprune_nb.analysis.cka import (  # the two full-form branches, compared d
     linear_cka,
     minibatch_cka,
 )
-from genprune_nb.analysis.representations import (
-    layer_cka,
-    model_cka,
-    plot_cka_heatmaps,
-    sample_token_windows,
-    token_features,
-)
+from genprune_nb.analysis.representations import layer_cka, model_cka, sample_token_windows
 from genprune_nb.config import ModelConfig
 from genprune_nb.data.shards import write_shard
+from genprune_nb.model.features import token_features
 from genprune_nb.model.gpt import GPT
+from genprune_nb.report.representations import plot_cka_heatmaps, plot_cka_lines
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -291,21 +288,33 @@ def test_sample_token_windows(tmp_path):
     first, second = tmp_path / "v_val_000000.bin", tmp_path / "v_val_000001.bin"
     write_shard(first, np.arange(1000) % 50000)
     write_shard(second, 5000 + np.arange(530))
-    windows = sample_token_windows([first, second], n_tokens=700, seq_len=64, seed=0)
+    windows = sample_token_windows([first, second], n_tokens=700, seq_len=64, seed=0, vocab_size=50304)
     assert windows.dtype == torch.long and windows.shape == (11, 64)  # ceil(700 / 64)
     # every window is an aligned, contiguous run of one shard, and no window repeats
     starts = windows[:, 0].numpy()
     assert np.all(np.diff(windows.numpy(), axis=1) == 1)
     assert np.all(((starts < 1000) & (starts % 64 == 0)) | ((starts >= 5000) & ((starts - 5000) % 64 == 0)))
     assert len(set(starts.tolist())) == 11
-    assert torch.equal(windows, sample_token_windows([first, second], 700, 64, seed=0))
-    assert not torch.equal(windows, sample_token_windows([first, second], 700, 64, seed=1))
-    head = sample_token_windows([first, second], 64 * 3, 64, seed=None)
+    assert torch.equal(windows, sample_token_windows([first, second], 700, 64, seed=0, vocab_size=50304))
+    assert not torch.equal(windows, sample_token_windows([first, second], 700, 64, seed=1, vocab_size=50304))
+    head = sample_token_windows([first, second], 64 * 3, 64, seed=None, vocab_size=50304)
     np.testing.assert_array_equal(head.numpy().ravel(), np.arange(192))
     # 15 windows of 64 in the first shard (960 tokens) + 8 in the second: 23 at most
-    assert sample_token_windows([first, second], 23 * 64, 64).shape == (23, 64)
+    assert sample_token_windows([first, second], 23 * 64, 64, vocab_size=50304).shape == (23, 64)
     with pytest.raises(ValueError, match="hold only 23 such windows.*v_val_000000.bin, .*v_val_000001.bin"):
-        sample_token_windows([first, second], 23 * 64 + 1, 64)
+        sample_token_windows([first, second], 23 * 64 + 1, 64, vocab_size=50304)
+
+
+def test_sample_token_windows_refuses_ids_the_model_cannot_embed(tmp_path):
+    """A shard made with another tokenizer (ids >= vocab_size) is named at sampling, not an index error later."""
+    fine, foreign = tmp_path / "v_val_000000.bin", tmp_path / "v_val_000001.bin"
+    write_shard(fine, np.arange(640) % 1000)
+    write_shard(foreign, np.full(640, 60000))
+    with pytest.raises(ValueError, match=r"v_val_000001.bin: token id 60000 is outside .*vocab_size 50304"):
+        sample_token_windows([fine, foreign], 640 * 2, 64, vocab_size=50304)
+    assert sample_token_windows([fine, foreign], 640, 64, seed=None, vocab_size=50304).max() < 640  # the foreign shard is not read
+    with pytest.raises(ValueError, match="v_val_000000.bin: token id 639 .*vocab_size 600"):
+        sample_token_windows([fine], 640, 64, vocab_size=600)
 
 
 def test_plot_cka_heatmaps(small_gpts, tokens):
@@ -328,11 +337,11 @@ def test_plot_cka_heatmaps(small_gpts, tokens):
 def test_the_study_comparisons(small_gpts, tokens):
     from genprune_nb.analysis.representations import (
         cka_over_training,
+        condition_cka,
         consecutive_cka,
         diagonal_cka,
         features_of,
         pairwise_cka,
-        plot_cka_lines,
     )
 
     a, b = small_gpts
@@ -345,6 +354,7 @@ def test_the_study_comparisons(small_gpts, tokens):
     np.testing.assert_allclose(diagonal.loc[diagonal["model"] != "B", "cka"], 1.0, rtol=1e-9)
     cross = layer_cka(feats["B"], feats["A"], batch_size=64)
     np.testing.assert_allclose(diagonal.loc[diagonal["model"] == "B", "cka"], np.diag(cross.values), rtol=1e-12)
+    assert diagonal_cka(feats, batch_size=64).equals(diagonal_cka(feats, "A again", batch_size=64))  # the last
     with pytest.raises(KeyError, match="reference 'C'"):
         diagonal_cka(feats, "C")
     pairs = pairwise_cka(feats, ", step 9", batch_size=64)
@@ -352,6 +362,17 @@ def test_the_study_comparisons(small_gpts, tokens):
     np.testing.assert_allclose(np.diag(pairs["A vs A again, step 9"].values), 1.0, rtol=1e-9)
     over = cka_over_training({"run": {0: b, 5: a}}, tokens, batch_size=64)
     assert list(over.columns) == ["run", "step", "layer", "cka"] and len(over) == 6
+    named = cka_over_training({"X": {0: b, 5: a}}, tokens, column="condition", batch_size=64)
+    assert list(named.columns) == ["condition", "step", "layer", "cka"] and set(named["condition"]) == {"X"}
+    runs = {"A": {0: a, 5: a, 9: a}, "B": {0: b, 5: b}}  # B did not keep step 9
+    at_last = condition_cka(runs, tokens, batch_size=64)
+    assert list(at_last) == ["A vs B, step 5"]
+    np.testing.assert_allclose(at_last["A vs B, step 5"].values, layer_cka(feats["A"], feats["B"], batch_size=64)
+                               .values, rtol=1e-12)
+    assert list(condition_cka(runs, tokens, [0, 5], batch_size=64)) == ["A vs B, step 0", "A vs B, step 5"]
+    with pytest.raises(ValueError, match=r"step 9 is not a kept checkpoint of \['B'\]; steps kept by every run: "
+                                         r"\[0, 5\]"):
+        condition_cka(runs, tokens, [9])
     np.testing.assert_allclose(over.loc[over["step"] == 5, "cka"], 1.0, rtol=1e-9)  # the final vs itself
     np.testing.assert_allclose(over.loc[over["step"] == 0, "cka"], np.diag(cross.values), rtol=1e-12)
     fig = plot_cka_lines(diagonal, title="t")

@@ -1,10 +1,11 @@
-"""Layer-by-layer representational similarity of two GPTs: token features, linear CKA heatmaps, their figure.
+"""Layer-by-layer representational similarity of GPTs: linear CKA over layers, between models, generations and
+the checkpoints of a run.
 
-Features are the residual stream of every token (layer 0 = embeddings, layer i = block i, before the final norm) as
-an xarray DataArray [presentation, neuroid] like :func:`genprune_nb.model.features.sentence_features`;
-:func:`layer_cka` compares two such arrays layer by layer with :mod:`genprune_nb.analysis.cka`. The default minibatch
-estimator shuffles the tokens into batches (``seed=0``): consecutive tokens of one window are correlated, and the
-unbiased estimator assumes exchangeable rows.
+Features are :func:`genprune_nb.model.features.token_features` (the residual stream of every token, layer 0 =
+embeddings, layer i = block i) of the same val token windows for every model; :func:`layer_cka` compares two such
+arrays layer by layer with :mod:`genprune_nb.analysis.cka`. The default minibatch estimator shuffles the tokens into
+batches (``seed=0``): consecutive tokens of one window are correlated, and the unbiased estimator assumes
+exchangeable rows. The figures are drawn by :mod:`genprune_nb.report.representations`.
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import math
 import os
 from typing import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -20,68 +20,24 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..config import Preset
+from ..data.manifest import shard_files
 from ..data.shards import read_header, read_shard
-from ..model.features import neuroid_coords, resolve_layers
-from ..model.lm import autocast_context, model_device
+from ..model.features import token_features
+from ..study.layout import StudyLayout
+from ..study.model_refs import ModelRef
+from ..training.checkpoint import latest_checkpoint
 from .cka import cka_matrix
 
 
-@torch.no_grad()
-def token_features(
-    model: nn.Module,
-    tokens: torch.Tensor,
-    *,
-    layers: Sequence[int] | None = None,
-    batch_size: int = 8,
-    dtype: str = "bfloat16",
-    progress: bool = False,
-) -> xr.DataArray:
-    """Hidden states of ``layers`` (default all, 0..n_layer) at every token of ``tokens`` [n_seq, T] (float32).
-
-    Returns [presentation = n_seq * T (sequence-major), neuroid = len(layers) * n_embd] with coords ``sequence`` and
-    ``position`` on presentation, ``layer`` and ``unit`` on neuroid. The model is put in eval mode; it runs under
-    autocast (``dtype``) on CUDA and in fp32 on CPU, ``batch_size`` sequences at a time.
-    """
-    tokens = torch.as_tensor(tokens)
-    if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise ValueError(f"tokens must be an integer tensor [n_seq, T], got dtype {tokens.dtype} shape "
-                         f"{tuple(tokens.shape)}")
-    n_seq, seq_len = tokens.shape
-    if n_seq == 0 or seq_len == 0:
-        raise ValueError(f"tokens is empty: shape {tuple(tokens.shape)}")
-    cfg = model.config
-    if seq_len > cfg.block_size:
-        raise ValueError(f"token windows of {seq_len} tokens exceed the model's block_size {cfg.block_size}")
-    layers = resolve_layers(layers, cfg.n_layer)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model.eval()
-    device = model_device(model)
-    width = cfg.n_embd
-    out = np.empty((n_seq, seq_len, len(layers), width), dtype=np.float32)
-    for start in tqdm(range(0, n_seq, batch_size), desc="token features", disable=not progress):
-        idx = tokens[start:start + batch_size].to(device=device, dtype=torch.long)
-        with autocast_context(device, dtype):
-            hidden = model.hidden_states(idx)
-        out[start:start + len(idx)] = torch.stack([hidden[l] for l in layers], dim=2).float().cpu().numpy()
-    return xr.DataArray(
-        out.reshape(n_seq * seq_len, len(layers) * width),
-        dims=("presentation", "neuroid"),
-        coords={
-            "sequence": ("presentation", np.repeat(np.arange(n_seq), seq_len)),
-            "position": ("presentation", np.tile(np.arange(seq_len), n_seq)),
-            **neuroid_coords(layers, width),
-        },
-    )
-
-
 def sample_token_windows(files: Sequence[str | os.PathLike], n_tokens: int, seq_len: int,
-                         seed: int | None = 0) -> torch.Tensor:
+                         seed: int | None = 0, *, vocab_size: int) -> torch.Tensor:
     """ceil(n_tokens / seq_len) windows of ``seq_len`` tokens from token shards, as a LongTensor [n_windows, T].
 
     Each shard is cut into aligned, non-overlapping windows; ``seed`` draws distinct windows uniformly from all of
     them (returned in file order), ``seed=None`` takes the first ones. E.g. the study's validation shards,
-    ``genprune_nb.data.manifest.shard_files(preset, "val")``.
+    ``genprune_nb.data.manifest.shard_files(preset, "val")``. A shard whose windows hold a token id the model
+    cannot embed (>= ``vocab_size``, the model's) is refused, naming the file.
     """
     if n_tokens < 1 or seq_len < 1:
         raise ValueError(f"n_tokens and seq_len must be >= 1, got {n_tokens} and {seq_len}")
@@ -105,7 +61,17 @@ def sample_token_windows(files: Sequence[str | os.PathLike], n_tokens: int, seq_
             data = read_shard(f)
             for row, w in zip(rows, chosen[rows] - offsets[f_i]):
                 out[row] = data[w * seq_len:(w + 1) * seq_len]
+            read = out[rows]
+            if int(read.max()) >= vocab_size:
+                raise ValueError(f"{f}: token id {int(read.max())} is outside the model's vocabulary "
+                                 f"(vocab_size {vocab_size})")
     return torch.from_numpy(out)
+
+
+def validation_windows(preset: Preset, n_tokens: int, seed: int | None = 0) -> torch.Tensor:
+    """:func:`sample_token_windows` of the study's val shards, in the preset's training windows and vocabulary."""
+    return sample_token_windows(shard_files(preset, "val"), n_tokens, preset.train.seq_len, seed,
+                                vocab_size=preset.model.vocab_size)
 
 
 def _layer_blocks(features: xr.DataArray, name: str) -> tuple[list[int], list[np.ndarray]]:
@@ -185,52 +151,6 @@ def model_cka(
     return layer_cka(feats_a, feats_b, method=method, batch_size=batch_size, seed=seed)
 
 
-def _layer_labels(values) -> list[str]:
-    return ["emb" if int(v) == 0 else str(int(v)) for v in values]
-
-
-def plot_cka_heatmaps(
-    matrices: Mapping[str, xr.DataArray],
-    *,
-    annotate: bool | None = None,
-    xlabel: str = "layer of B",
-    ylabel: str = "layer of A",
-    cmap: str = "magma",
-    panel_size: float = 3.6,
-) -> plt.Figure:
-    """One heatmap per entry of ``matrices`` ([layer_a, layer_b] CKA, e.g. from :func:`layer_cka`), titled by its key.
-
-    Colour scale 0..1 shared by all panels, layer 0 labelled "emb", layer 0 at the bottom left. ``annotate``
-    writes the values in the cells (default: when no matrix has more than 8 layers); otherwise a colourbar.
-    """
-    if not matrices:
-        raise ValueError("plot_cka_heatmaps needs at least one matrix")
-    for title, m in matrices.items():
-        if m.dims != ("layer_a", "layer_b"):
-            raise ValueError(f"matrix {title!r} must have dims ('layer_a', 'layer_b'), got {m.dims}")
-    if annotate is None:
-        annotate = max(max(m.shape) for m in matrices.values()) <= 8
-    n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(panel_size * n + (0 if annotate else 0.8), panel_size), squeeze=False,
-                             constrained_layout=True)
-    image = None
-    for ax, (title, m) in zip(axes[0], matrices.items()):
-        la, lb = m["layer_a"].values, m["layer_b"].values
-        image = ax.imshow(m.values, origin="lower", vmin=0.0, vmax=1.0, cmap=cmap, aspect="equal")
-        ax.set_xticks(range(len(lb)), _layer_labels(lb), fontsize=7, rotation=90 if len(lb) > 8 else 0)
-        ax.set_yticks(range(len(la)), _layer_labels(la), fontsize=7)
-        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-        if annotate:
-            for i in range(len(la)):
-                for j in range(len(lb)):
-                    v = float(m.values[i, j])
-                    ax.text(j, i, f"{v:.2f}".replace("-0.00", "0.00"), ha="center", va="center", fontsize=7,
-                            color="black" if v > 0.6 else "white")
-    if not annotate:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="linear CKA")
-    return fig
-
-
 # --- the study's comparisons: which models to set side by side ---------------------------------------------------
 
 def features_of(
@@ -253,10 +173,8 @@ def features_of(
     return out
 
 
-def generation_checkpoints(study, criterion: str = "magnitude") -> dict[str, object]:
+def generation_checkpoints(study: StudyLayout, criterion: str = "magnitude") -> dict[str, object]:
     """The trained model of every generation of one criterion's outer loop, as ``{"gen g": Checkpoint}``."""
-    from ..training.checkpoint import latest_checkpoint
-
     found, g = {}, 0
     while (ckpt := latest_checkpoint(study.generation(g, criterion))) is not None:
         found[f"gen {g}"] = ckpt
@@ -279,8 +197,10 @@ def pairwise_cka(features: Mapping[str, xr.DataArray], label: str = "", **kwargs
             for i, a in enumerate(names) for b in names[i + 1:]}
 
 
-def diagonal_cka(features: Mapping[str, xr.DataArray], reference: str, **kwargs) -> pd.DataFrame:
-    """Same-layer CKA of every entry with ``features[reference]``: columns model, layer, cka (tidy)."""
+def diagonal_cka(features: Mapping[str, xr.DataArray], reference: str | None = None, **kwargs) -> pd.DataFrame:
+    """Same-layer CKA of every entry with ``features[reference]`` (default: the last entry): columns model, layer,
+    cka (tidy)."""
+    reference = list(features)[-1] if reference is None else reference
     if reference not in features:
         raise KeyError(f"reference {reference!r} is not among the features {list(features)}")
     rows = []
@@ -294,30 +214,49 @@ def diagonal_cka(features: Mapping[str, xr.DataArray], reference: str, **kwargs)
 
 
 def cka_over_training(
-    runs: Mapping[str, Mapping[int, object]], tokens: torch.Tensor, *, device: str | torch.device = "cpu", **kwargs
+    runs: Mapping[str, Mapping[int, object]], tokens: torch.Tensor, *, device: str | torch.device = "cpu",
+    column: str = "run", **kwargs
 ) -> pd.DataFrame:
-    """Same-layer CKA of every kept checkpoint of each run with the run's last one: columns run, step, layer, cka.
+    """Same-layer CKA of every kept checkpoint of each run with the run's last one: columns ``column`` (the run's
+    name), step, layer, cka.
 
-    ``runs`` maps a name (e.g. the condition) to ``{step: ModelRef}``; features on the same ``tokens`` for all.
+    ``runs`` maps a name (e.g. the condition, as from :func:`condition_runs`) to ``{step: ModelRef}``; features on the
+    same ``tokens`` for all.
     """
     frames = []
     for name, by_step in runs.items():
         feats = features_of({step: by_step[step] for step in sorted(by_step)}, tokens, device=device)
         table = diagonal_cka(feats, max(by_step), **kwargs).rename(columns={"model": "step"})
-        frames.append(table.assign(run=name)[["run", "step", "layer", "cka"]])
+        frames.append(table.assign(**{column: name})[[column, "step", "layer", "cka"]])
     return pd.concat(frames, ignore_index=True)
 
 
-def plot_cka_lines(df: pd.DataFrame, *, x: str = "layer", hue: str = "model", col: str | None = None,
-                   title: str = "", xlabel: str | None = None) -> plt.Figure:
-    """Same-layer CKA (e.g. from :func:`diagonal_cka`) as lines of ``cka`` vs ``x``, one per ``hue`` (0..1 scale)."""
-    import seaborn as sns
+def condition_runs(study: StudyLayout, conditions: Sequence[str], seed: int) -> dict[str, dict[int, ModelRef]]:
+    """The kept checkpoints of one seed's run of each condition, ``{condition: {step: ModelRef}}`` in the given
+    order; refuses a condition with no kept checkpoint of that seed."""
+    refs = study.model_refs(conditions=list(conditions))
+    runs = {c: {r.step: r for r in refs if r.condition == c and r.seed == seed} for c in conditions}
+    missing = [c for c, by_step in runs.items() if not by_step]
+    if missing:
+        raise FileNotFoundError(f"no kept checkpoint of seed {seed} for {missing} under {study.root / 'inner'}: "
+                                "run the inner loop first")
+    return runs
 
-    grid = sns.relplot(df, x=x, y="cka", hue=hue, col=col, kind="line", marker="o", height=3.4, aspect=1.2,
-                       palette="viridis" if pd.api.types.is_numeric_dtype(df[hue]) else None)
-    grid.set(ylim=(0, 1.02), xlabel=xlabel or x, ylabel="linear CKA")
-    if x == "layer":
-        for ax in grid.axes.flat:
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    grid.figure.suptitle(title, y=1.03)
-    return grid.figure
+
+def condition_cka(runs: Mapping[str, Mapping[int, object]], tokens: torch.Tensor, steps: Sequence[int] | None = None,
+                  *, device: str | torch.device = "cpu", **kwargs) -> dict[str, xr.DataArray]:
+    """:func:`pairwise_cka` of the runs' models after the same number of steps, keyed ``"A vs B, step s"``.
+
+    ``steps`` default to the last step every run kept; a step some run did not keep is refused, naming the run.
+    """
+    common = sorted(set.intersection(*(set(by_step) for by_step in runs.values())))
+    steps = list(steps) if steps else common[-1:]
+    for step in steps:
+        lacking = [name for name, by_step in runs.items() if step not in by_step]
+        if lacking:
+            raise ValueError(f"step {step} is not a kept checkpoint of {lacking}; steps kept by every run: {common}")
+    matrices = {}
+    for step in steps:
+        at = {name: by_step[step] for name, by_step in runs.items()}
+        matrices.update(pairwise_cka(features_of(at, tokens, device=device), f", step {step}", **kwargs))
+    return matrices
