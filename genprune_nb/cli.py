@@ -113,22 +113,18 @@ def cmd_loop(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    import pandas as pd
+    from .evals import evaluate, labels, preset_sizes
 
-    from .evals import evaluate_checkpoint, evaluate_study
-    from .study.results import ResultsTable, task_label
-
-    common = dict(limit=args.limit, device=args.device, batch_size=args.batch_size, progress=not args.no_progress)
     if args.out:
         require_writable(Path(args.out).parent, "folder of --out")
+    sizes = preset_sizes(get_preset(args.preset), limit=args.limit) if args.quick else {"limit": args.limit}
+    common = dict(sizes=sizes, device=args.device, batch_size=args.batch_size, progress=not args.no_progress)
     if args.checkpoint:
-        df = pd.concat([evaluate_checkpoint(args.checkpoint, t, **common) for t in args.task], ignore_index=True)
-        if args.out:
-            ResultsTable(args.out).add(df)
+        df = evaluate(args.checkpoint, args.task, table=args.out, **common)
     else:
         root = require_writable(args.run_root or Path("runs") / args.preset, "study folder")  # its results.csv
-        df = evaluate_study(root, args.task, conditions=args.conditions, final_only=args.final_only, **common)
-        df = df[df["task"].isin([task_label(t, args.limit) for t in args.task])]
+        df = evaluate(root, args.task, conditions=args.conditions, final_only=args.final_only, **common)
+        df = df[df["task"].isin(labels(args.task, sizes))]
     breakdown = df.filter(["subject", "paradigm", "phenomenon"]).columns
     print(df[df[breakdown].isna().all(axis=1)].drop(columns=breakdown).to_string(index=False))
 
@@ -197,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "in brackets picks another outer loop's connectome, e.g. 'Connectome[attribution]'")
         p.set_defaults(func=cmd_loop)
 
-    p = sub.add_parser("eval", help="benchmarks (val loss, HellaSwag, MMLU, BLiMP) of checkpoints")
+    p = sub.add_parser("eval", help="registered benchmarks (language, reading times, brain) of checkpoints")
     p.add_argument("--task", nargs="+", default=["hellaswag", "mmlu", "blimp"],
-                   help="hellaswag, hellaswag_lmeval, mmlu, mmlu_lmeval_0shot, mmlu_lmeval_5shot, blimp, val_loss")
+                   help="registered benchmarks (genprune_nb.evals.TASKS): val_loss, hellaswag(_lmeval), mmlu, "
+                        "mmlu_lmeval_0shot, mmlu_lmeval_5shot, blimp, reading_times, brain_encoding, "
+                        "brain_encoding_localized")
     p.add_argument("--checkpoint", help="one checkpoint (step_* folder, or a run folder: its latest)")
     p.add_argument("--out", help="with --checkpoint: also add the rows to this results CSV")
     p.add_argument("--preset", default="tiny", help="the study of runs/<preset> (without --checkpoint)")
@@ -207,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", nargs="+", help="only these inner-loop conditions")
     p.add_argument("--final-only", action="store_true", help="only the last checkpoint of every run")
     p.add_argument("--limit", type=int, help="items per task, for quick runs (stored as task@limit)")
+    p.add_argument("--quick", action="store_true",
+                   help="size every benchmark by the preset's eval budget, as the notebooks do (limit, stories, "
+                        "max_words, n_sentences; --limit overrides limit), so rows land under the notebooks' labels")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from genprune_nb.alignment.behavior import (
-    BRAINSCORE_CEILING,
     TASK,
     bootstrap_ci,
     ceiling,
@@ -25,10 +24,10 @@ from genprune_nb.alignment.behavior import (
     reliability,
     score,
     surprisal_for,
-    sweep_reading_times,
-    task_name,
 )
 from genprune_nb.alignment.reading_times import from_table
+from genprune_nb.evals import evaluate
+from genprune_nb.evals.benchmarks.reading_times import reading_time_table
 from genprune_nb.report.behavior import plot_surprisal_vs_rt
 from genprune_nb.study.results import ResultsTable
 
@@ -125,13 +124,13 @@ def test_regression_gain_by_hand():
 
 def test_score_rows_and_brainscore():
     rts, s = _synthetic()
-    rows = {r["metric"]: r for r in score(s, rts, counts=Counter({"the": 1}), n_boot=100)}
+    rows = {r["metric"]: r for r in score(s, rts, counts=Counter({"the": 1}), ceiling_value=0.8, n_boot=100)}
     later = ~rts["first_in_sentence"].values
     assert rows["pearson_r"]["value"] == pytest.approx(pearson_r(s.values, rts.values))
     assert rows["pearson_r_low"]["value"] < rows["pearson_r"]["value"] < rows["pearson_r_high"]["value"]
     assert rows["brainscore"]["n"] == later.sum() == 288 - 48
     assert rows["brainscore"]["value"] == pytest.approx(
-        abs(pearson_r(s.values[later], rts.values[later])) / BRAINSCORE_CEILING)
+        abs(pearson_r(s.values[later], rts.values[later])) / 0.8)
     assert rows["delta_loglik"]["value"] > 0
     assert ceiling(rts) == pytest.approx(reliability(rts.values, np.full(288, 100.0), np.full(288, 50)))
 
@@ -151,19 +150,19 @@ def test_metric_rows_and_final_scores_over_seeds():
     assert final.loc["RandomConnectome", ("pearson_r", "mean")] == pytest.approx(0.45)  # steps 2 and 3
     assert final.loc["RandomConnectome", ("pearson_r", "se")] == pytest.approx(np.std([0.4, 0.5], ddof=1) / np.sqrt(2))
     assert final.loc["Connectome", ("pearson_r", "se")] == 0  # one seed
-    assert task_name() == TASK and task_name([3, 1, 3]) == "reading_times@stories=1,3"
-    assert task_name(max_words=50) == "reading_times@words=50"
 
 
-def test_sweep_scores_each_checkpoint_once(fake_study, tmp_path):
+def test_a_reading_time_table_becomes_a_benchmark_scored_once_per_checkpoint(fake_study, tmp_path):
     table = pd.DataFrame({"word": "The old man sat by the fire. He was cold. The dog slept.".split(),
                           "rt": [300, 350, 320, 330, 290, 280, 400, 310, 300, 420, 305, 340, 390]})
     rts = from_table(table)
+    bench = reading_time_table("old_man_story", table, ceiling=0.8)
+    assert bench.headline == "pearson_r" and bench.ceiling == 0.8 and bench.label({"stories": [1]}) == "old_man_story"
     refs = fake_study.model_refs(conditions=["Connectome"], final_only=True)
-    counts, table = Counter({"the": 3}), ResultsTable(tmp_path / "results.csv")
-    sweep_reading_times(refs[:1], rts, table, counts=counts, n_boot=50, progress=False)
-    results = sweep_reading_times(refs, rts, table, counts=counts, n_boot=50, progress=False)
-    got = results[results["task"] == TASK]
+    options, table = {"counts": Counter({"the": 3}), "n_boot": 50}, ResultsTable(tmp_path / "results.csv")
+    evaluate(refs[:1], ["old_man_story"], table=table, options=options, device="cpu", progress=False)
+    results = evaluate(refs, ["old_man_story"], table=table, options=options, device="cpu", progress=False)
+    got = results[results["task"] == "old_man_story"]
     assert len(got) == 2 * 8 and set(got["seed"]) == {0, 1} and set(got["step"]) == {20}
     s = surprisal_for(refs[0].load_model(), rts)
     assert s.dims == rts.dims and (s.values > 0).all()

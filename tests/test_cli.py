@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from genprune_nb.cli import main
-from genprune_nb.config import ConfigError
+from genprune_nb.config import ConfigError, get_preset
 from genprune_nb.data.shards import list_shards, read_shard
 from genprune_nb.tokenizer import EOT
 from genprune_nb.training.checkpoint import latest_checkpoint
@@ -91,6 +91,23 @@ def test_eval_one_checkpoint_and_a_study(fake_study, tmp_path, capsys):
                  "--conditions", "NoConnectome", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "hellaswag@2" in printed and "acc_norm" in printed and "RandomConnectome" not in printed
+
+
+def test_eval_scores_reading_times_and_brain_encoding_into_a_study(fake_study, tmp_path, capsys):
+    """Every registered benchmark through one command: --quick sizes them as the smoke notebooks do, so the rows
+    land in the study's results under the notebooks' labels."""
+    from genprune_nb.study.layout import StudyLayout
+
+    (tmp_path / "inner").symlink_to(fake_study.root / "inner")  # the fake checkpoints, an empty results table
+    assert main(["eval", "--task", "reading_times", "brain_encoding", "--preset", "smoke", "--quick",
+                 "--run-root", str(tmp_path), "--final-only", "--conditions", "Connectome", "--no-progress"]) == 0
+    results = StudyLayout(tmp_path).results.load()
+    assert set(results["task"]) == {"reading_times@stories=1,words=40", "brain_encoding@sentences=40"}
+    reading = results[results["task"].str.startswith("reading_times")]
+    assert len(reading) == 2 * 8 and set(reading["seed"]) == {0, 1} and set(reading["step"]) == {20}
+    brain = results[(results["task"] == "brain_encoding@sentences=40") & (results["metric"] == "r")]
+    assert sorted(brain["layer"].unique()) == list(range(get_preset("smoke").model.n_layer + 1))  # 0: embedding
+    assert "pearson_r" in capsys.readouterr().out
 
 
 def test_notebook_parameters_are_read_as_json_where_they_parse():
@@ -265,7 +282,7 @@ def test_output_folders_are_checked_writable_before_the_first_step(command, opti
     import papermill
 
     for target in ("genprune_nb.training.loop.train", "genprune_nb.study.generations.run_outer_loop",
-                   "genprune_nb.study.generations.run_inner_loop", "genprune_nb.evals.evaluate_study"):
+                   "genprune_nb.study.generations.run_inner_loop", "genprune_nb.evals.evaluate"):
         monkeypatch.setattr(target, _must_not_run)
     monkeypatch.setattr(papermill, "execute_notebook", _must_not_run)
     (tmp_path / "a_file").write_text("not a folder")
@@ -275,7 +292,7 @@ def test_output_folders_are_checked_writable_before_the_first_step(command, opti
 
 
 def test_eval_out_is_checked_writable(fake_study, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("genprune_nb.evals.evaluate_checkpoint", _must_not_run)
+    monkeypatch.setattr("genprune_nb.evals.evaluate", _must_not_run)
     (tmp_path / "a_file").write_text("")
     out = tmp_path / "a_file" / "results.csv"
     line = one_error_line(["eval", "--checkpoint", str(fake_study.inner_run("Connectome", 0)), "--task", "blimp",

@@ -13,9 +13,10 @@ import xarray as xr  # noqa: E402
 
 from genprune_nb.alignment import behavior, encoding, localizer  # noqa: E402
 from genprune_nb.config import get_preset  # noqa: E402
-from genprune_nb.study.conditions import CONDITIONS as PAPER_CONDITIONS  # noqa: E402
 from genprune_nb.config import InnerConfig  # noqa: E402
+from genprune_nb.evals import labels, preset_sizes  # noqa: E402
 from genprune_nb.report import paper, plots  # noqa: E402
+from genprune_nb.study.conditions import CONDITIONS as PAPER_CONDITIONS  # noqa: E402
 from genprune_nb.study import curves
 from genprune_nb.study.layout import StudyLayout  # noqa: E402
 from genprune_nb.study.results import ResultsTable  # noqa: E402
@@ -48,8 +49,7 @@ def synthetic_results(study: StudyLayout) -> pd.DataFrame:
     """A results table in the real format of every task the panels read, as the smoke preset's notebooks name them."""
     ev = PRESET.eval
     limit, n_sentences = ev.pick("limit"), ev.pick("n_sentences")
-    reading = behavior.task_name(ev.pick("stories"), ev.pick("max_words"))
-    brain, localized = encoding.task_name(encoding.TASK, n_sentences), encoding.task_name(localizer.TASK, n_sentences)
+    reading, brain, localized = labels([behavior.TASK, encoding.TASK, localizer.TASK], preset_sizes(PRESET))
     write_val_logs(study)
     rows = curves.val_loss_rows(study, n=PRESET.inner_train.val_tokens).to_dict("records")
     for c, condition in enumerate(CONDITIONS):

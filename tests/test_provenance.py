@@ -13,7 +13,8 @@ from genprune_nb.model.gpt import GPT
 from genprune_nb.storage import hashing
 from genprune_nb.study.generations import run_inner_loop, run_outer_loop
 from genprune_nb.study.layout import StudyLayout
-from genprune_nb.study.model_refs import ModelRef, sweep
+from genprune_nb.evals.runner import sweep
+from genprune_nb.study.model_refs import ModelRef
 from genprune_nb.study.results import FINGERPRINT, ResultsTable
 from genprune_nb.training import provenance
 from genprune_nb.training.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint

@@ -7,8 +7,9 @@ import torch
 from genprune_nb.config import get_preset
 from genprune_nb.model.gpt import GPT
 from genprune_nb.model.lm import next_token_logprobs
-from genprune_nb.study.model_refs import ModelRef, sweep
+from genprune_nb.evals.runner import sweep
 from genprune_nb.report.benchmarks import headline
+from genprune_nb.study.model_refs import ModelRef
 from genprune_nb.study.results import COLUMNS, ResultsTable, select
 from genprune_nb.training.checkpoint import save_checkpoint
 

@@ -5,13 +5,13 @@ Three scores (DESIGN.md §5 "Reading times"):
 * ``pearson_r``: Pearson r between surprisal and mean reading time over all words (the authors' raw score), with a
   percentile bootstrap confidence interval over words.
 * ``brainscore``: Brain-Score's Futrell2018 variant: the first word of each sentence is dropped, and ``|r|`` is
-  divided by a ceiling. Brain-Score's published ceiling is 0.858 (Spearman-Brown corrected split-half correlation of
+  divided by a ceiling. Brain-Score's published ceiling is 0.858 (the ``reading_times`` benchmark's ``ceiling``) (Spearman-Brown corrected split-half correlation of
   per-subject times); our data has per-word mean, sd and n but no per-subject times, so :func:`reliability` estimates
   the same quantity from those.
 * ``delta_loglik`` / ``delta_r2``: what surprisal adds to an OLS regression of reading time on word length, log
   unigram frequency (in the training corpus), position in the story and the previous word's surprisal (spillover).
 
-:func:`sweep_reading_times` scores every kept checkpoint into the study's tidy results table.
+The ``reading_times`` benchmark (``genprune_nb.evals``) scores every kept checkpoint into the study's results table.
 """
 from __future__ import annotations
 
@@ -25,20 +25,17 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-import torch
 import xarray as xr
 from torch import nn
 
 from ..data.catalog import text_files
 from ..stats import mean_se
 from ..study.conditions import condition_order
-from ..study.model_refs import ModelRef, sweep
-from ..study.results import ResultsTable, final_rows, select
+from ..study.results import final_rows, select
 from .reading_times import story_words
 from .surprisal import word_surprisal
 
 TASK = "reading_times"
-BRAINSCORE_CEILING = 0.858  # brainscore_language/benchmarks/futrell2018 (split-half over subjects, Spearman-Brown)
 BASELINE = ("length", "log_frequency", "position", "previous_surprisal")
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’\-][a-z0-9]+)*")
@@ -196,10 +193,11 @@ def score(
     rts: xr.DataArray,
     *,
     counts: Mapping[str, int],
-    ceiling_value: float = BRAINSCORE_CEILING,
+    ceiling_value: float,
     n_boot: int = 1000,
 ) -> list[dict]:
-    """The reading-time scores of one model's surprisal, as results-table rows (metric, value, n)."""
+    """The reading-time scores of one model's surprisal, as results-table rows (metric, value, n); ``brainscore``
+    is ``|r|`` of the later words over ``ceiling_value``."""
     later = ~rts["first_in_sentence"].values
     r = pearson_r(surprisal.values, rts.values)
     low, high = bootstrap_ci(surprisal.values, rts.values, n_boot=n_boot)
@@ -216,40 +214,6 @@ def score(
         {"metric": "delta_r2", "value": fit.delta_r2, "n": fit.n},
         {"metric": "mean_surprisal", "value": float(np.nanmean(surprisal.values)), "n": n_all},
     ]
-
-
-def task_name(stories: Iterable[int] | None = None, max_words: int | None = None) -> str:
-    """``reading_times`` for the whole corpus; a quick run on part of it gets its own task name
-    (``reading_times@stories=1,2,words=100``) so that it never stands in for a full one in the results table."""
-    parts = ([f"stories={','.join(map(str, sorted(set(stories))))}"] if stories is not None else []) + (
-        [f"words={max_words}"] if max_words is not None else [])
-    return TASK + ("@" + ",".join(parts) if parts else "")
-
-
-def sweep_reading_times(
-    refs: Iterable[ModelRef],
-    rts: xr.DataArray,
-    table: ResultsTable,
-    *,
-    task: str = TASK,
-    counts: Mapping[str, int] | None = None,
-    ceiling_value: float = BRAINSCORE_CEILING,
-    stride: int | None = None,
-    n_boot: int = 1000,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Score every checkpoint in ``refs`` not yet in ``table`` (:func:`score`); return the whole table.
-
-    ``counts`` (word -> count, for log frequency) default to the ``english_prose`` training corpus.
-    """
-    counts = corpus_word_counts() if counts is None else counts
-
-    def evaluate(model: nn.Module) -> list[dict]:
-        s = surprisal_for(model, rts, stride=stride)
-        return score(s, rts, counts=counts, ceiling_value=ceiling_value, n_boot=n_boot)
-
-    return sweep(refs, task, evaluate, table, device=device, progress=progress)
 
 
 def metric_rows(results: pd.DataFrame, metric: str = "pearson_r", task: str = TASK) -> pd.DataFrame:

@@ -221,12 +221,6 @@ def summary_rows(r: xr.DataArray, n: int, **keys: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def task_name(task: str = TASK, n_sentences: int | None = None) -> str:
-    """``task`` for all sentences; a quick run on the first n gets its own name (``brain_encoding@sentences=100``),
-    so that it never stands in for a full one in the results table."""
-    return task if n_sentences is None else f"{task}@sentences={n_sentences}"
-
-
 def encoding_rows(model: nn.Module, neural: xr.DataArray, *, pooling: str = "last", batch_size: int = 64,
                   **encode_kw: Any) -> list[dict[str, Any]]:
     """Results-table rows of per-layer encoding (task :data:`TASK`), see :func:`summary_rows`.

@@ -19,16 +19,15 @@ from statsmodels.stats.weightstats import ttest_ind
 from torch import nn
 
 from ..evals.multiple_choice import Question, choose
+from ..evals.registry import all_benchmarks
 from ..evals.scorer import score
 from ..stats import mean_se
 from ..study.conditions import condition_order
 from ..study.results import COLUMNS, base_task, final_rows, select
 from .plots import condition_bands, seeds_title
 
-HEADLINE = {"hellaswag": "acc_norm", "hellaswag_lmeval": "acc_norm", "mmlu": "acc", "mmlu_lmeval_0shot": "acc",
-            "mmlu_lmeval_5shot": "acc", "blimp": "acc", "val_loss": "loss"}
-CHANCE = {"hellaswag": 0.25, "hellaswag_lmeval": 0.25, "mmlu": 0.25, "mmlu_lmeval_0shot": 0.25,
-          "mmlu_lmeval_5shot": 0.25, "blimp": 0.5}
+HEADLINE = {name: b.headline for name, b in all_benchmarks().items()}  # read from the benchmark registry
+CHANCE = {name: b.chance for name, b in all_benchmarks().items() if b.chance is not None}
 BREAKDOWNS = ("subject", "paradigm", "phenomenon")
 
 

@@ -21,11 +21,12 @@ from ..alignment import behavior, encoding, localizer
 from ..config import PAPER_PRESET, ModelConfig, Preset, get_preset
 from ..stats import mean_se
 from ..study.curves import VAL_LOSS_TASK
-from ..study.results import base_task, final_rows, select, task_label
+from ..evals.registry import get_benchmark, preset_sizes
+from ..study.results import base_task, final_rows, select
 from . import benchmarks as report
 from . import plots
 
-NOISE_CEILING = 0.559  # the language network's noise ceiling for the Tuckute 2024 sentences (paper: 0.56)
+NOISE_CEILING = get_benchmark(encoding.TASK).ceiling  # the language network's, for the Tuckute 2024 sentences
 
 PAPER_SCALE = get_preset(PAPER_PRESET)  # d12 GPT (124M weights, embedding counted once), 2,000 x 524,288 tokens
 
@@ -111,15 +112,8 @@ def describe_scale(preset: Preset | str) -> str:
 def expected_tasks(preset: Preset | str) -> dict[str, str]:
     """The task label each notebook writes by default for this preset (quick runs carry a suffix, e.g.
     ``hellaswag@50``), per base task name."""
-    ev = _as_preset(preset).eval
-    limit, n_sentences = ev.pick("limit"), ev.pick("n_sentences")
-    return {
-        VAL_LOSS_TASK: VAL_LOSS_TASK,
-        **{name: task_label(name, limit) for name in ("val_loss", "hellaswag", "mmlu", "blimp")},
-        behavior.TASK: behavior.task_name(ev.pick("stories"), ev.pick("max_words")),
-        encoding.TASK: encoding.task_name(encoding.TASK, n_sentences),
-        localizer.TASK: encoding.task_name(localizer.TASK, n_sentences),
-    }
+    sizes = preset_sizes(_as_preset(preset))
+    return {VAL_LOSS_TASK: VAL_LOSS_TASK, **{name: get_benchmark(name).label(sizes) for name in BASE_TASKS[1:]}}
 
 
 def pick_task(results: pd.DataFrame, base: str, preferred: str | None = None) -> str | None:

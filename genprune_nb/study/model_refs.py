@@ -1,17 +1,14 @@
-"""A kept checkpoint as the evaluations see it (``ModelRef``), and the sweep that scores them into a results table."""
+"""A kept checkpoint as the evaluations see it (``ModelRef``); ``genprune_nb.evals.evaluate`` scores them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..model.gpt import GPT
 from ..training.checkpoint import Checkpoint
-from .results import FINGERPRINT, ResultsTable
 
 
 @dataclass(frozen=True)
@@ -34,25 +31,3 @@ class ModelRef:
     def ids(self) -> dict[str, Any]:
         return {"condition": self.condition, "seed": self.seed, "step": self.step, "tokens": self.tokens}
 
-
-def sweep(
-    refs: Iterable[ModelRef],
-    task: str,
-    evaluate: Callable[[GPT], Iterable[dict[str, Any]]],
-    table: ResultsTable,
-    *,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Evaluate every checkpoint in ``refs`` not yet in ``table`` for ``task``; return the whole table.
-
-    ``evaluate(model)`` returns rows with at least ``metric``, ``value`` and ``n`` (and any extra keys);
-    the checkpoint's ids and ``task`` are added here. Results are saved after every checkpoint.
-    """
-    todo = [r for r in refs if not table.has(r, task)]
-    for ref in tqdm(todo, desc=task, disable=not progress):
-        model = ref.load_model(device)
-        scored = {**ref.ids(), "task": task, FINGERPRINT: ref.checkpoint_fingerprint()}
-        table.add([{**scored, **row} for row in evaluate(model)])
-        del model
-    return table.load()

@@ -19,7 +19,7 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -358,3 +358,25 @@ def is_released_run(run_dir: str | Path) -> bool:
     """Whether an inner-loop run directory holds a released model (added by ``add_released_to_study``)."""
     latest = latest_checkpoint(run_dir) if inner_run_identity(Path(run_dir)) else None
     return latest is not None and "released_from" in latest.state()
+
+
+def study_checkpoints(
+    study: StudyLayout,
+    released: Sequence[str | Path] = (),
+    *,
+    preset: Preset | str | None = None,
+    final_only: bool = False,
+    progress: bool = True,
+) -> list[ModelRef]:
+    """The study's kept inner-loop checkpoints (``final_only``: each run's last), after adding the ``released``
+    models (``RELEASED`` names or local folders, each a condition named by :func:`condition_name`) as conditions.
+
+    Raises FileNotFoundError when there is none: the inner loop has not run yet.
+    """
+    if released:
+        add_released_to_study(study, {condition_name(c): c for c in released}, preset=preset, progress=progress)
+    refs = study.model_refs(final_only=final_only)
+    if not refs:
+        raise FileNotFoundError(f"no inner-loop checkpoints under {study.root / 'inner'}: run the inner loop first "
+                                "(genprune inner, or notebook 02)")
+    return refs

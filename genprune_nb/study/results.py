@@ -1,4 +1,4 @@
-"""The tidy results table shared by every evaluation, and the sweep over kept checkpoints.
+"""The tidy results table shared by every evaluation, and the labels of the tasks it stores.
 
 One row per (condition, seed, step, task, metric[, extra keys such as layer or subject]) with its ``value``, ``n``
 (items behind it) and the ``fingerprint`` of the checkpoint it scored (``Checkpoint.fingerprint``; empty for
@@ -200,9 +200,16 @@ def final_rows(df: pd.DataFrame, by: Sequence[str] = ("condition", "seed")) -> p
 
 
 
-def task_label(name: str, limit: int | None) -> str:
-    """The ``task`` value stored in results: the name, plus ``@limit`` for a quick run (never taken for a full one)."""
-    return name if limit is None else f"{name}@{limit}"
+def task_label(name: str, limit: int | None = None, **sizes: Any) -> str:
+    """The ``task`` value stored in results: the name for a full run; a quick run gets a suffix naming its size, so
+    that it never stands in for a full one: ``hellaswag@50`` (``limit`` items), ``reading_times@stories=1,2,words=100``
+    (keyed ``sizes``, in the order given; a collection is written sorted without repeats), ``brain_encoding@sentences=40``.
+    Sizes that are None (everything) are left out."""
+    def written(value: Any) -> str:
+        return ",".join(map(str, sorted(set(value)))) if isinstance(value, (list, tuple, set, range)) else str(value)
+
+    parts = ([str(limit)] if limit is not None else []) + [f"{k}={written(v)}" for k, v in sizes.items() if v is not None]
+    return name + ("@" + ",".join(parts) if parts else "")
 
 
 def base_task(label: str) -> str:

@@ -4,10 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import genprune_nb.evals.sweep as sweep_mod
+import dataclasses
+
+import genprune_nb.evals.runner as runner
 from genprune_nb.config import get_preset, override
 from genprune_nb.data.shards import write_shard
-from genprune_nb.evals import evaluate_checkpoint, evaluate_study, run_task
+from genprune_nb.evals import evaluate, get_benchmark, run_task
 from genprune_nb.evals.loss import val_loss
 from genprune_nb.model.gpt import GPT
 from genprune_nb.study.layout import StudyLayout
@@ -36,7 +38,7 @@ def test_val_loss_by_hand(tmp_path):
 
 def test_evaluate_checkpoint_reads_ids_from_the_study_path(fake_study):
     run = fake_study.inner_run("RandomConnectome", 1)
-    df = evaluate_checkpoint(run, "blimp", limit=3, device="cpu", progress=False)  # a run dir: its latest
+    df = evaluate(run, "blimp", limit=3, device="cpu", progress=False)  # a run dir: its latest
     assert list(df.columns[:5]) == COLUMNS[:5] and list(df.columns[-4:]) == ["metric", "value", "n", "fingerprint"]
     assert set(df.columns[5:-4]) == {"paradigm", "phenomenon"}  # the results table's own column order
     assert set(df["fingerprint"]) == {resolve_checkpoint(run).fingerprint()}  # what was scored
@@ -44,10 +46,10 @@ def test_evaluate_checkpoint_reads_ids_from_the_study_path(fake_study):
     assert (overall["condition"], overall["seed"], overall["step"], overall["task"]) == \
            ("RandomConnectome", 1, 20, "blimp@3")
     assert overall["n"] == 3 and len(df) == 1 + 2 + 3  # overall, 2 phenomena, 3 paradigms (round-robin)
-    ten = evaluate_checkpoint(run / "checkpoints" / "step_000010", "hellaswag", limit=2, progress=False)
+    ten = evaluate(run / "checkpoints" / "step_000010", "hellaswag", limit=2, progress=False)
     assert ten["step"].tolist() == [10, 10] and ten["metric"].tolist() == ["acc", "acc_norm"]
     with pytest.raises(FileNotFoundError, match="neither a checkpoint"):
-        evaluate_checkpoint(fake_study.root, "blimp")
+        evaluate(fake_study.root / "inner", "blimp")
 
 
 @pytest.fixture
@@ -59,13 +61,14 @@ def study(tmp_path, fake_study):
 
 def test_evaluate_study_fills_the_table_and_skips_what_is_done(study, monkeypatch):
     prepared = []
-    real_prepare = sweep_mod.prepare
-    monkeypatch.setattr(sweep_mod, "prepare", lambda name, s: prepared.append(name) or real_prepare(name, s))
-    df = evaluate_study(study, ["hellaswag"], limit=2, device="cpu", conditions=["Connectome"],
-                        final_only=True, progress=False)
+    real = get_benchmark("hellaswag")
+    counting = dataclasses.replace(real, prepare=lambda s: prepared.append(real.name) or real.prepare(s))
+    monkeypatch.setattr(runner, "get_benchmark", lambda name: counting)
+    df = evaluate(study, ["hellaswag"], limit=2, device="cpu", conditions=["Connectome"], final_only=True,
+                  progress=False)
     assert set(df["condition"]) == {"Connectome"} and set(df["task"]) == {task_label("hellaswag", 2)}
     assert sorted(df["seed"].unique()) == [0, 1] and set(df["step"]) == {20}
-    again = evaluate_study(study.root, ["hellaswag"], limit=2, device="cpu", conditions=["Connectome"],
-                           final_only=True, progress=False)
+    again = evaluate(study.root, ["hellaswag"], limit=2, device="cpu", conditions=["Connectome"],
+                     final_only=True, progress=False)
     assert prepared == ["hellaswag"]  # the second sweep found everything done and read no data
     assert again.equals(df) and study.results.load().equals(df)
