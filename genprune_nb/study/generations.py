@@ -38,6 +38,7 @@ from ..training import provenance
 from ..training.checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
 from ..training.loop import recipe_differences, train
 from .conditions import CONDITIONS
+from .curves import val_loss_rows
 from .layout import PAPER_CRITERION, StudyLayout
 from .model_refs import ModelRef
 
@@ -307,7 +308,8 @@ def run_inner_loop(
     ``outer_attribution/connectome.gpc``. A plain Connectome / RandomConnectome uses ``connectome`` if given,
     else the final connectome of ``preset.outer.criterion`` (``outer/connectome.gpc`` for magnitude).
     A run's start is its condition, seed and the connectome's digest: a run made from another connectome or
-    recipe is refused, naming the differing fields, or with ``overwrite`` restarted.
+    recipe is refused, naming the differing fields, or with ``overwrite`` restarted. The logged val losses of
+    the study's inner runs go to its results table (``curves.val_loss_rows``).
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
@@ -342,4 +344,9 @@ def run_inner_loop(
         train(preset, study.inner_run(condition, seed), schedule=inner_schedule(preset, seed), train_files=small,
               val_files=val, init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start,
               ctx=ctx, progress=progress)
+    if ctx.is_main:  # Figure 1B-i from the results table alone, however the loop was run (CLI or notebook 02)
+        rows = val_loss_rows(study, n=preset.inner_train.val_tokens)
+        if not rows.empty:
+            study.results.add(rows)
+    ctx.barrier()
     return study.model_refs(conditions=list(conditions))
