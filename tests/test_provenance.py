@@ -260,3 +260,16 @@ def test_a_study_written_before_the_schedule_was_recorded_resumes_without_overwr
     (run / provenance.FINGERPRINT_FILE).unlink()  # older still: no fingerprint either
     run_inner_loop(fast, study, progress=False)
     assert mtimes(run) == before and provenance.read(run) == old_inner_fingerprint(fast, study, 0)
+
+
+def test_val_loss_of_a_checkpoint_uses_the_schedule_it_trained_on(smoke_preset, tmp_path):
+    """An inner run's val loss is measured as it trained (inner_train), not with its preset's outer ``train``."""
+    from genprune_nb.evals import evaluate_checkpoint
+    from genprune_nb.training.checkpoint import SCHEDULE
+
+    schedule = dataclasses.replace(smoke_preset.inner_train, val_tokens=3 * 8 * 64, seed=7)  # 3 batches of 8 x 64
+    assert smoke_preset.train.val_tokens != schedule.val_tokens and smoke_preset.train.seed != 7
+    save_checkpoint(tmp_path / "run", 0, model=GPT(smoke_preset.model), preset=smoke_preset,
+                    state={SCHEDULE: provenance.jsonable(dataclasses.asdict(schedule))})
+    row = evaluate_checkpoint(tmp_path / "run", "val_loss", device="cpu", progress=False).iloc[0]
+    assert row["n"] == schedule.val_tokens and row["seed"] == 7

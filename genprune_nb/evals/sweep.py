@@ -20,10 +20,10 @@ def checkpoint_ids(ckpt: Checkpoint) -> dict[str, Any]:
     """condition, seed, step, tokens of a checkpoint.
 
     Inside a study (``inner/<condition>/seed_<k>/checkpoints/step_*``) condition and seed come from the path;
-    elsewhere the condition is the run directory's name and the seed the preset's ``train.seed``.
+    elsewhere the condition is the run directory's name and the seed that of the schedule it trained on.
     """
     run_dir = ckpt.path.parent.parent
-    condition, seed = inner_run_identity(run_dir) or (run_dir.name, ckpt.preset().train.seed)
+    condition, seed = inner_run_identity(run_dir) or (run_dir.name, ckpt.schedule().seed)
     return {"condition": condition, "seed": seed, "step": ckpt.step, "tokens": ckpt.state().get("tokens", 0)}
 
 
@@ -39,7 +39,8 @@ def evaluate_checkpoint(
     """Evaluate one checkpoint (or a run's latest) on ``task``: results-table rows (``ResultsTable.add`` takes them)."""
     ckpt = resolve_checkpoint(path)
     model = ckpt.load_model(device or default_device()).eval()
-    rows = run_task(task, model, limit=limit, batch_size=batch_size, progress=progress, preset=ckpt.preset())
+    rows = run_task(task, model, limit=limit, batch_size=batch_size, progress=progress, preset=ckpt.preset(),
+                    schedule=ckpt.schedule())
     ids = {**checkpoint_ids(ckpt), "task": task_label(task, limit), FINGERPRINT: ckpt.fingerprint()}
     return order_columns(pd.DataFrame([{**ids, **row} for row in rows]))
 
@@ -70,6 +71,7 @@ def evaluate_study(
         label = task_label(name, limit)
         todo = [r for r in refs if not table.has(r, label)]
         if todo:
-            settings = Settings(limit, batch_size, False, Checkpoint(Path(refs[0].path)).preset())
+            first = Checkpoint(Path(refs[0].path))
+            settings = Settings(limit, batch_size, False, first.preset(), first.schedule())
             sweep(todo, label, prepare(name, settings), table, device=device, progress=progress)
     return table.load()

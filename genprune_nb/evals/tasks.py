@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..config import Preset
+from ..config import Preset, TrainConfig
 from . import blimp, hellaswag, mmlu
 from .loss import preset_val_loss
 from .scorer import BATCH_SIZE
@@ -28,6 +28,7 @@ class Settings:
     batch_size: int = BATCH_SIZE
     progress: bool = False
     preset: Preset | None = None
+    schedule: TrainConfig | None = None  # the schedule the checkpoints trained on (val_loss); default preset.train
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def _val_loss(s: Settings) -> Evaluator:
     if s.preset is None:
         raise ValueError("task 'val_loss' needs the checkpoints' preset (its val shards and sequence length)")
     preset = s.preset
-    return lambda model: [preset_val_loss(model, preset, limit=s.limit)]
+    return lambda model: [preset_val_loss(model, preset, schedule=s.schedule, limit=s.limit)]
 
 
 TASKS: dict[str, Task] = {t.name: t for t in [
@@ -97,7 +98,8 @@ def run_task(
     batch_size: int = BATCH_SIZE,
     progress: bool = False,
     preset: Preset | None = None,
+    schedule: TrainConfig | None = None,
 ) -> Rows:
     """Evaluate one model on task ``name``; rows of metric, value, n (+ subject / paradigm / phenomenon)."""
-    return prepare(name, Settings(limit, batch_size, progress, preset))(model)
+    return prepare(name, Settings(limit, batch_size, progress, preset, schedule))(model)
 
