@@ -68,7 +68,9 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def _run_dir(args: argparse.Namespace, preset: Preset) -> Path:
-    return Path(args.run_dir) if args.run_dir else Path("runs") / preset.name / "train"
+    from .study.layout import StudyLayout
+
+    return Path(args.run_dir) if args.run_dir else StudyLayout.of(preset).plain_run
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -94,7 +96,7 @@ def cmd_loop(args: argparse.Namespace) -> None:
     from .study.layout import StudyLayout
 
     preset = _preset(args)
-    study = require_writable(args.run_root or Path("runs") / preset.name, "study folder")
+    study = require_writable(StudyLayout.of(preset, args.run_root).root, "study folder")
     ctx = init_distributed(args.device)
     try:
         if args.command == "outer":
@@ -122,7 +124,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.checkpoint:
         df = evaluate(args.checkpoint, args.task, table=args.out, **common)
     else:
-        root = require_writable(args.run_root or Path("runs") / args.preset, "study folder")  # its results.csv
+        from .study.layout import StudyLayout
+
+        root = require_writable(StudyLayout.of(args.preset, args.run_root).root, "study folder")  # its results.csv
         df = evaluate(root, args.task, conditions=args.conditions, final_only=args.final_only, **common)
         df = df[df["task"].isin(labels(args.task, sizes))]
     breakdown = df.filter(["subject", "paradigm", "phenomenon"]).columns

@@ -324,3 +324,19 @@ def test_a_busy_run_dir_is_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr("genprune_nb.cli.cmd_presets", busy)
     assert one_error_line(["presets"], capsys) == "genprune presets: error: run dir x is in use by pid 1"
+
+
+def test_the_study_root_is_built_in_one_place(tmp_path):
+    """runs/<preset> by default, --run-root / run_root when given; the CLI, the pipeline and the notebooks agree."""
+    from pathlib import Path
+
+    from genprune_nb.config import get_preset
+    from genprune_nb.study import pipeline
+    from genprune_nb.study.layout import StudyLayout
+
+    smoke = get_preset("smoke")
+    assert StudyLayout.of(smoke) == StudyLayout.of("smoke") == StudyLayout(Path("runs") / "smoke")
+    assert StudyLayout.of(smoke, tmp_path / "mine").root == tmp_path / "mine"
+    assert StudyLayout.of(smoke).plain_run == Path("runs") / "smoke" / "train"  # genprune train's default
+    assert pipeline.context("smoke", device="cpu").study == StudyLayout.of(smoke)
+    assert pipeline.context("smoke", run_root=str(tmp_path), device="cpu").study == StudyLayout(tmp_path)

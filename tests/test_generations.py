@@ -1,11 +1,13 @@
 """The outer loop (2 generations of the smoke preset) and the inner loop with its three conditions."""
 import json
 
+import pandas as pd
 import pytest
 import torch
 
 from genprune_nb.connectome.wiring import Connectome
 from genprune_nb.model.gpt import GPT
+from genprune_nb.study import curves
 from genprune_nb.study.generations import inner_keep_steps, run_inner_loop, run_outer_loop
 from genprune_nb.study.layout import StudyLayout
 from genprune_nb.training.checkpoint import latest_checkpoint, list_checkpoints
@@ -133,6 +135,13 @@ def test_inner_loop_conditions(smoke_preset, outer, monkeypatch):
     before = [c.path.stat().st_mtime for c in list_checkpoints(study.inner_run("NoConnectome", 1))]
     run_inner_loop(smoke_preset, study, progress=False)
     assert before == [c.path.stat().st_mtime for c in list_checkpoints(study.inner_run("NoConnectome", 1))]
+
+    # the loop wrote its val-loss curve rows itself: what notebook 02 wrote before (Figure 1B-i from the CLI too)
+    expected = curves.val_loss_rows(study, n=smoke_preset.inner_train.val_tokens)
+    written = study.results.load()
+    written = written[written["task"] == curves.VAL_LOSS_TASK][list(expected.columns)].reset_index(drop=True)
+    assert len(expected) == 2 * 3 * 3 and (expected["n"] == smoke_preset.inner_train.val_tokens).all()
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False)
 
 
 def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset, outer):

@@ -1,5 +1,6 @@
 """Provenance: runs, generations and results rows are only continued, skipped or reused under the recipe they
 were made with (issue 12, item 1)."""
+import dataclasses
 import json
 import shutil
 
@@ -7,11 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from genprune_nb.config import get_preset, override
+from genprune_nb.config import Preset, get_preset, override
+from genprune_nb.data.manifest import shard_files
 from genprune_nb.connectome.wiring import Connectome
 from genprune_nb.model.gpt import GPT
 from genprune_nb.storage import hashing
-from genprune_nb.study.generations import run_inner_loop, run_outer_loop
+from genprune_nb.study.generations import inner_keep_steps, inner_schedule, run_inner_loop, run_outer_loop
 from genprune_nb.study.layout import StudyLayout
 from genprune_nb.evals.runner import sweep
 from genprune_nb.study.model_refs import ModelRef
@@ -168,7 +170,8 @@ def test_inner_run_from_a_changed_connectome_is_refused_and_its_rows_recomputed(
     assert all(torch.equal(grown[n], m) for n, m in Connectome.load(study.connectome(0)).masks().items())
     df = sweep(refs, "weights", evaluate, table, progress=False)
     assert len(calls) == 6  # every checkpoint changed (step 0 too: another connectome), so every row is new
-    assert len(df) == 3 and set(df[FINGERPRINT]) == {r.fingerprint for r in refs}
+    weights = df[df["task"] == "weights"]  # beside the loop's val-loss curve rows
+    assert len(weights) == 3 and set(weights[FINGERPRINT]) == {r.fingerprint for r in refs}
 
 
 def test_results_rows_of_a_changed_checkpoint_are_recomputed_never_reused(tmp_path):
@@ -216,3 +219,59 @@ def test_loops_take_overwrite_on_the_command_line():
     for command in ("outer", "inner"):
         assert build_parser().parse_args([command, "--overwrite"]).overwrite
         assert not build_parser().parse_args([command]).overwrite
+
+
+def old_inner_fingerprint(preset, study, seed):
+    """An inner run's fingerprint as the code before issue 13 computed it: train() got a preset whose ``train`` was
+    ``inner_train`` with the seed and kept steps swapped in, and no group sparsity."""
+    schedule = dataclasses.replace(preset.inner_train, seed=seed, keep_checkpoints=inner_keep_steps(preset))
+    start = {"condition": "Connectome", "seed": seed, "connectome": Connectome.load(study.final_connectome()).digest()}
+    return provenance.run_fingerprint(preset.model, schedule, shard_files(preset, "small"), shard_files(preset, "val"),
+                                      start, 0.0)
+
+
+def test_inner_checkpoints_store_the_study_preset_and_the_schedule_they_ran(fast, study):
+    run = study.inner_run("Connectome", 0)
+    assert provenance.read(run) == old_inner_fingerprint(fast, study, 0)  # the recipe's fingerprint is unchanged
+    for ckpt in list_checkpoints(run):
+        assert ckpt.preset() == fast  # the study's preset, unchanged
+        assert ckpt.schedule() == inner_schedule(fast, 0)
+    assert Preset.from_dict(json.loads((run / "config.json").read_text())) == fast
+    # a run without fingerprint.json is checked against its checkpoint's schedule, not the preset's train
+    (run / provenance.FINGERPRINT_FILE).unlink()
+    before = mtimes(run)
+    run_inner_loop(fast, study, progress=False)
+    assert mtimes(run) == before and provenance.read(run) == old_inner_fingerprint(fast, study, 0)
+
+
+def test_a_study_written_before_the_schedule_was_recorded_resumes_without_overwrite(fast, study):
+    """Checkpoints of older code hold the inner schedule as their preset's ``train`` and no recorded schedule."""
+    run = study.inner_run("Connectome", 0)
+    schedule = inner_schedule(fast, 0)
+    for ckpt in list_checkpoints(run):
+        config = json.loads((ckpt.path / "config.json").read_text())
+        config["train"] = provenance.jsonable(dataclasses.asdict(schedule))
+        (ckpt.path / "config.json").write_text(json.dumps(config))
+        state = json.loads((ckpt.path / "state.json").read_text())
+        del state["schedule"]
+        (ckpt.path / "state.json").write_text(json.dumps(state))
+        assert ckpt.schedule() == schedule and ckpt.load_model() is not None
+    before = mtimes(run)
+    run_inner_loop(fast, study, progress=False)  # same recipe: skipped, no --overwrite needed
+    assert mtimes(run) == before
+    (run / provenance.FINGERPRINT_FILE).unlink()  # older still: no fingerprint either
+    run_inner_loop(fast, study, progress=False)
+    assert mtimes(run) == before and provenance.read(run) == old_inner_fingerprint(fast, study, 0)
+
+
+def test_val_loss_of_a_checkpoint_uses_the_schedule_it_trained_on(smoke_preset, tmp_path):
+    """An inner run's val loss is measured as it trained (inner_train), not with its preset's outer ``train``."""
+    from genprune_nb.evals import evaluate
+    from genprune_nb.training.checkpoint import SCHEDULE
+
+    schedule = dataclasses.replace(smoke_preset.inner_train, val_tokens=3 * 8 * 64, seed=7)  # 3 batches of 8 x 64
+    assert smoke_preset.train.val_tokens != schedule.val_tokens and smoke_preset.train.seed != 7
+    save_checkpoint(tmp_path / "run", 0, model=GPT(smoke_preset.model), preset=smoke_preset,
+                    state={SCHEDULE: provenance.jsonable(dataclasses.asdict(schedule))})
+    row = evaluate(tmp_path / "run", "val_loss", device="cpu", progress=False).iloc[0]
+    assert row["n"] == schedule.val_tokens and row["seed"] == 7

@@ -249,3 +249,19 @@ def corpora_summary(preset: Preset) -> "pd.DataFrame":
         rows.append({"corpus": corpus, "files": len(files), "tokens": sum(read_header(f).n_tokens for f in files),
                      "first_file": files[0].name})
     return pd.DataFrame(rows)
+
+
+def large_to_small(summary: "pd.DataFrame") -> float:
+    """L : S, the ratio of the large to the small corpus in tokens (the paper's is 40 : 1), from ``corpora_summary``."""
+    tokens = summary.set_index("corpus")["tokens"]
+    return float(tokens["large"] / tokens["small"])
+
+
+def corpora_preview(preset: Preset, n_tokens: int = 60) -> dict[str, str]:
+    """The first ``n_tokens`` of each corpus's first shard, decoded (without the leading ``<|endoftext|>``): a
+    glance that val, S and L hold different documents."""
+    from .shards import read_shard
+
+    enc = get_tokenizer()
+    return {corpus: enc.decode(read_shard(corpus_shards(preset.data, corpus)[0])[1:n_tokens].tolist())
+            for corpus in CORPORA}

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ..config import Preset
+from ..config import Preset, TrainConfig
 from ..data.loader import TokenLoader
 from ..data.manifest import shard_files
 from ..launch import DistContext
@@ -35,13 +35,15 @@ def val_loss(
 
 
 def preset_val_loss(
-    model: nn.Module, preset: Preset, *, tokens: int | None = None, limit: int | None = None
+    model: nn.Module, preset: Preset, *, schedule: TrainConfig | None = None, tokens: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """:func:`val_loss` on the preset's val shards, sequence length and micro-batch.
+    """:func:`val_loss` on the preset's val shards, with the sequence length and micro-batch of ``schedule`` (the
+    one the model trained on, ``Checkpoint.schedule``; default ``preset.train``).
 
-    ``tokens`` defaults to ``preset.train.val_tokens``; ``limit`` caps it at ``limit`` sequences (quick runs).
+    ``tokens`` defaults to the schedule's ``val_tokens``; ``limit`` caps it at ``limit`` sequences (quick runs).
     """
-    t = preset.train
+    t = schedule or preset.train
     tokens = t.val_tokens if tokens is None else tokens
     if limit is not None:
         tokens = min(tokens, limit * t.seq_len)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from torch import nn
 
-from ..config import Preset
+from ..config import Preset, TrainConfig
 from ..study.results import task_label
 from .scorer import BATCH_SIZE
 
@@ -38,6 +38,7 @@ class Settings:
     progress: bool = False
     preset: Preset | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    schedule: TrainConfig | None = None  # the schedule the checkpoints trained on (val_loss); default preset.train
 
     @property
     def limit(self) -> int | None:
@@ -134,7 +135,8 @@ def run_task(
     batch_size: int = BATCH_SIZE,
     progress: bool = False,
     preset: Preset | None = None,
+    schedule: TrainConfig | None = None,
     **sizes: Any,
 ) -> Rows:
     """Evaluate one model on benchmark ``name``; rows of metric, value, n (+ subject / paradigm / layer ...)."""
-    return prepare(name, Settings({"limit": limit, **sizes}, batch_size, progress, preset))(model)
+    return prepare(name, Settings({"limit": limit, **sizes}, batch_size, progress, preset, schedule=schedule))(model)

@@ -25,11 +25,11 @@ def checkpoint_ref(path: str | Path) -> ModelRef:
     """A checkpoint (or a run's latest) as a ModelRef.
 
     Inside a study (``inner/<condition>/seed_<k>/checkpoints/step_*``) condition and seed come from the path;
-    elsewhere the condition is the run directory's name and the seed the preset's ``train.seed``.
+    elsewhere the condition is the run directory's name and the seed that of the schedule it trained on.
     """
     ckpt = resolve_checkpoint(path)
     run_dir = ckpt.path.parent.parent
-    condition, seed = inner_run_identity(run_dir) or (run_dir.name, ckpt.preset().train.seed)
+    condition, seed = inner_run_identity(run_dir) or (run_dir.name, ckpt.schedule().seed)
     return ModelRef(condition, seed, ckpt.step, ckpt.state().get("tokens", 0), ckpt.path, ckpt.fingerprint())
 
 
@@ -101,7 +101,7 @@ def evaluate(
     quick run, stored under its own task label. ``options`` go to every benchmark (``stride``, ``n_boot``...).
     What the table already holds for the same checkpoint fingerprint and label is skipped, so an interrupted run
     resumes, and a benchmark's data is read only if some checkpoint still needs it. ``val_loss`` uses the first
-    checkpoint's preset.
+    checkpoint's preset and schedule.
     """
     table = ResultsTable(table) if isinstance(table, (str, Path)) else table
     refs, table, lone = _refs_and_table(target, table, conditions, final_only)
@@ -116,7 +116,8 @@ def evaluate(
         label = benchmark.label(sizes)
         todo = refs if lone else [r for r in refs if not table.has(r, label)]  # a lone checkpoint: always scored
         if todo:
-            settings = Settings(sizes, batch_size, False, Checkpoint(Path(refs[0].path)).preset(), options or {})
+            first = Checkpoint(Path(refs[0].path))
+            settings = Settings(sizes, batch_size, False, first.preset(), options or {}, first.schedule())
             new.append(sweep(todo, label, benchmark.prepare(settings), None if lone else table, device=device,
                              progress=progress))
     if not lone:

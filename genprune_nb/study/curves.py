@@ -7,6 +7,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..stats import mean_se
 from ..training.runlog import RunLog
 from .layout import PAPER_CRITERION, StudyLayout, inner_run_identity
 
@@ -87,6 +88,12 @@ def inner_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
             frames.append(run_curve(run_dir, metric).assign(condition=identity[0], seed=identity[1]))
     columns = ["condition", "seed", "step", "tokens", metric]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def final_val_loss(study: StudyLayout) -> pd.DataFrame:
+    """Each condition's val loss at the inner loop's last logged step, mean and SE over seeds (Figure 1B-i's end)."""
+    val = inner_curves(study, "val_loss")
+    return mean_se(val[val["step"] == val["step"].max()], ["condition"], "val_loss")
 
 
 def tensor_kind(name: str) -> str:

@@ -24,7 +24,7 @@ from typing import Mapping
 import torch
 from tqdm.auto import tqdm
 
-from ..config import Preset, override
+from ..config import Preset, TrainConfig, override
 from ..connectome.pruning import CRITERIA, NEEDS_ATTRIBUTION, prunable_names, prune_by, taylor_scores
 from ..connectome.wiring import Connectome, file_bits_per_weight, reinit_scales
 from ..data.loader import TokenLoader
@@ -38,6 +38,7 @@ from ..training import provenance
 from ..training.checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
 from ..training.loop import recipe_differences, train
 from .conditions import CONDITIONS
+from .curves import val_loss_rows
 from .layout import PAPER_CRITERION, StudyLayout
 from .model_refs import ModelRef
 
@@ -56,7 +57,8 @@ def _generation_start(preset: Preset, study: StudyLayout, g: int, criterion: str
 
 def _generation_fingerprint(preset: Preset, start: dict, large: list[Path], val: list[Path]) -> dict:
     """What determines generation g's training (``provenance.run_fingerprint``)."""
-    return provenance.run_fingerprint(preset.model, preset.train, large, val, start, _group_sparsity(preset.outer))
+    group_sparsity = preset.outer.group_sparsity if _trains_with_group_lasso(preset) else 0.0
+    return provenance.run_fingerprint(preset.model, preset.train, large, val, start, group_sparsity)
 
 
 def _connectome_record(preset: Preset, fingerprint: dict) -> dict:
@@ -135,8 +137,10 @@ def _finish_generation(study: StudyLayout, g: int, criterion: str, connectome: C
         drop_optimizer_state(ckpt)
 
 
-def _group_sparsity(outer) -> float:
-    return outer.group_sparsity if outer.criterion == "structured" else 0.0
+def _trains_with_group_lasso(preset: Preset) -> bool:
+    """Whether the outer loop's generations train with the group lasso: the structured criterion's only (it prunes
+    whole MLP units, which the penalty drives towards zero); the weight is ``outer.group_sparsity``."""
+    return preset.outer.criterion == "structured" and preset.outer.group_sparsity > 0
 
 
 def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dict) -> bool:
@@ -149,7 +153,7 @@ def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dic
     criterion = preset.outer.criterion
     source, target = study.generation(0), study.generation(0, criterion)
     final = latest_checkpoint(source)
-    if (criterion == PAPER_CRITERION or _group_sparsity(preset.outer) or latest_checkpoint(target) is not None
+    if (criterion == PAPER_CRITERION or _trains_with_group_lasso(preset) or latest_checkpoint(target) is not None
             or final is None or final.step != preset.train.steps or recipe_differences(source, fingerprint, final)):
         return False
     provenance.write(target, fingerprint)
@@ -221,7 +225,7 @@ def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: D
             # train() resumes a run of this recipe, refuses one of another, or with overwrite restarts it
             init_state = previous.init_state(preset.model, preset.train.seed) if previous is not None else None
             train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
-                  resume=True, overwrite=overwrite, group_sparsity=_group_sparsity(preset.outer), origin=start,
+                  resume=True, overwrite=overwrite, group_lasso=_trains_with_group_lasso(preset), origin=start,
                   ctx=ctx, progress=progress)
         if ctx.is_main:
             _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device, record))
@@ -282,10 +286,9 @@ def inner_keep_steps(preset: Preset) -> tuple[int, ...]:
     return tuple(sorted(steps))
 
 
-def inner_preset(preset: Preset, seed: int) -> Preset:
-    """The preset one inner run trains with: the inner schedule, this seed, the kept steps."""
-    cfg = dataclasses.replace(preset.inner_train, seed=seed, keep_checkpoints=inner_keep_steps(preset))
-    return dataclasses.replace(preset, train=cfg)
+def inner_schedule(preset: Preset, seed: int) -> TrainConfig:
+    """The schedule one inner run trains on: ``inner_train`` with this seed and the kept steps."""
+    return dataclasses.replace(preset.inner_train, seed=seed, keep_checkpoints=inner_keep_steps(preset))
 
 
 def run_inner_loop(
@@ -305,7 +308,8 @@ def run_inner_loop(
     ``outer_attribution/connectome.gpc``. A plain Connectome / RandomConnectome uses ``connectome`` if given,
     else the final connectome of ``preset.outer.criterion`` (``outer/connectome.gpc`` for magnitude).
     A run's start is its condition, seed and the connectome's digest: a run made from another connectome or
-    recipe is refused, naming the differing fields, or with ``overwrite`` restarted.
+    recipe is refused, naming the differing fields, or with ``overwrite`` restarted. The logged val losses of
+    the study's inner runs go to its results table (``curves.val_loss_rows``).
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
@@ -337,7 +341,12 @@ def run_inner_loop(
         grown, digest = connectome_of(condition)
         init_state, masks = condition_start(condition, grown, preset, seed)
         start = {"condition": parsed[condition][0], "seed": seed, "connectome": digest}
-        train(inner_preset(preset, seed), study.inner_run(condition, seed), train_files=small, val_files=val,
-              init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start, ctx=ctx,
-              progress=progress)
+        train(preset, study.inner_run(condition, seed), schedule=inner_schedule(preset, seed), train_files=small,
+              val_files=val, init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start,
+              ctx=ctx, progress=progress)
+    if ctx.is_main:  # Figure 1B-i from the results table alone, however the loop was run (CLI or notebook 02)
+        rows = val_loss_rows(study, n=preset.inner_train.val_tokens)
+        if not rows.empty:
+            study.results.add(rows)
+    ctx.barrier()
     return study.model_refs(conditions=list(conditions))

@@ -9,6 +9,9 @@
       inner/<condition>/seed_<k>/       one inner-loop run per condition and seed
       results.csv                       the tidy results table of every evaluation
       notebooks/                        executed copies of the numbered notebooks
+      train/                            a plain training run (``genprune train``)
+
+``StudyLayout.of`` is the one place that default root is built.
 """
 from __future__ import annotations
 
@@ -16,12 +19,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import Preset
 from ..training.checkpoint import list_checkpoints
 from .model_refs import ModelRef
 from .results import ResultsTable
 
 _SEED = re.compile(r"^seed_(\d+)$")
 PAPER_CRITERION = "magnitude"
+RUNS_DIR = Path("runs")  # studies live in runs/<preset>/, relative to the working directory
 
 
 def inner_run_identity(run_dir: Path) -> tuple[str, int] | None:
@@ -36,6 +41,17 @@ class StudyLayout:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def of(cls, preset: Preset | str, run_root: str | Path | None = None) -> StudyLayout:
+        """The study of ``preset`` (a Preset or its name): in ``run_root`` when given, else in ``runs/<preset>``."""
+        name = preset.name if isinstance(preset, Preset) else preset
+        return cls(Path(run_root) if run_root else RUNS_DIR / name)
+
+    @property
+    def plain_run(self) -> Path:
+        """Where ``genprune train`` trains by default: one plain run beside the study's loops."""
+        return self.root / "train"
 
     def outer(self, criterion: str = PAPER_CRITERION) -> Path:
         """The outer loop of one pruning criterion: ``outer/`` for magnitude (the paper), else ``outer_<c>/``."""

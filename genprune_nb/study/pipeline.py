@@ -43,6 +43,11 @@ def select(names: Sequence[str], only: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def figures_folder(preset: str, figures_dir: str | Path | None = None) -> Path:
+    """Where a study's figures go: ``figures_dir`` when given, else ``figures/<preset>``."""
+    return Path(figures_dir) if figures_dir else Path("figures") / preset
+
+
 def run_pipeline(
     preset: str = "tiny",
     *,
@@ -67,8 +72,8 @@ def run_pipeline(
 
     override(get_preset(preset), list(overrides))  # a bad name or override fails here, not inside notebook 00
     names = select(available_notebooks(notebooks_dir), only)
-    run_root = require_writable(Path(run_root or Path("runs") / preset).resolve(), "study folder")
-    figures_dir = require_writable(Path(figures_dir or Path("figures") / preset).resolve(), "figures folder")
+    run_root = require_writable(StudyLayout.of(preset, run_root).root.resolve(), "study folder")
+    figures_dir = require_writable(figures_folder(preset, figures_dir).resolve(), "figures folder")
     params = {"preset": preset, "overrides": list(overrides), "run_root": str(run_root),
               "figures_dir": str(figures_dir), "device": device, "progress": progress, **(parameters or {})}
     executed = []
@@ -105,7 +110,7 @@ def context(
     resolved = override(get_preset(preset), list(overrides)) if overrides else get_preset(preset)
     return NotebookContext(
         preset=resolved,
-        study=StudyLayout(Path(run_root or Path("runs") / preset)),
-        figures_dir=Path(figures_dir or Path("figures") / preset),
+        study=StudyLayout.of(preset, run_root),
+        figures_dir=figures_folder(preset, figures_dir),
         dist=init_distributed(device),
     )

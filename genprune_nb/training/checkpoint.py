@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import Preset
+from ..config import Preset, TrainConfig
 from ..errors import GenpruneError
 from ..model.gpt import GPT
 from ..storage import atomic, hashing
@@ -31,6 +31,7 @@ from . import provenance
 
 _NAME = re.compile(r"^step_(\d{6,})$")
 OPTIMIZER_FILE = "optimizer.pt"
+SCHEDULE = "schedule"  # the state.json field holding the TrainConfig the run trained on
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
 T = TypeVar("T")
 
@@ -89,6 +90,18 @@ class Checkpoint:
 
     def preset(self) -> Preset:
         return _read(self.path / "config.json", lambda f: Preset.from_dict(_read_json(f)))
+
+    def schedule(self) -> TrainConfig:
+        """The schedule this checkpoint's run trained on (an inner run's is not its preset's ``train``).
+
+        Recorded in state.json; checkpoints written before it was recorded stored that schedule as ``train``.
+        """
+        recorded = self.state().get(SCHEDULE)
+        preset = self.preset()
+        if recorded is None:
+            return preset.train
+        return _read(self.path / "state.json",
+                     lambda _: Preset.from_dict({**preset.to_dict(), "train": recorded}).train)
 
     def masks(self) -> dict[str, torch.Tensor] | None:
         f = self.path / "masks.safetensors"

@@ -1,12 +1,14 @@
 """The training loop: gradient accumulation, the masked AdamW step, validation, checkpoints and resume.
 
 One function, ``train``, serves the plain run, every outer-loop generation and every inner-loop condition:
-they differ only in the preset's schedule, the initial weights and the masks. Under torchrun it runs data
+they differ only in the schedule they run (``preset.train`` or an inner-loop schedule), the initial weights and the
+masks; the preset itself is stored unchanged. Under torchrun it runs data
 parallel (gradients synchronised on the last micro-step only; rank 0 alone logs and writes).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import time
@@ -31,6 +33,7 @@ from ..storage import atomic, hashing
 from ..storage.locking import run_dir_lock
 from . import provenance
 from .checkpoint import (
+    SCHEDULE,
     Checkpoint,
     clean_stale,
     latest_checkpoint,
@@ -111,6 +114,7 @@ def train(
     preset: Preset,
     run_dir: str | Path,
     *,
+    schedule: TrainConfig | None = None,
     train_files: Sequence[str | Path] | None = None,
     val_files: Sequence[str | Path] | None = None,
     init_state: Mapping[str, torch.Tensor] | None = None,
@@ -118,18 +122,21 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     until: int | None = None,
-    group_sparsity: float = 0.0,
+    group_lasso: bool = False,
     origin: Mapping[str, Any] | None = None,
     ctx: DistContext | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``preset`` into ``run_dir``; with ``resume`` continue from its latest checkpoint.
+    """Train ``preset``'s model on ``schedule`` (default ``preset.train``) into ``run_dir``; with ``resume`` continue
+    from its latest checkpoint. Checkpoints store ``preset`` unchanged and the schedule run beside it
+    (``Checkpoint.schedule``).
 
     ``init_state`` replaces the random init (e.g. a connectome's signed constants); ``masks`` (parameter name ->
     0/1 tensor) are held fixed: pruned weights are exactly zero at every forward. Both are stored in the
     checkpoints, so a resumed run needs neither. ``until`` stops after that step with a checkpoint (a
     time-boxed session); a later ``resume`` continues exactly as if the run had never stopped.
-    ``group_sparsity`` > 0 adds lambda x the group lasso over MLP units (``pruning.group_sparsity_penalty``).
+    ``group_lasso`` (an outer-loop generation of the structured criterion) adds ``preset.outer.group_sparsity`` x
+    the group lasso over MLP units (``pruning.group_sparsity_penalty``).
 
     ``origin`` describes the start state for the run's fingerprint (e.g. the connectome it grows from); by default
     ``init_state`` and ``masks`` are hashed. A run is resumed only under the fingerprint it recorded
@@ -137,7 +144,8 @@ def train(
     process training into the same ``run_dir`` fails at once (``locking``).
     """
     ctx = ctx or init_distributed()
-    cfg, run_dir = preset.train, Path(run_dir)
+    cfg, run_dir = schedule or preset.train, Path(run_dir)
+    group_sparsity = preset.outer.group_sparsity if group_lasso else 0.0
     train_files = list(train_files) if train_files is not None else shard_files(preset, "large")
     val_files = list(val_files) if val_files is not None else shard_files(preset, "val")
     accum = cfg.grad_accum_steps(ctx.world_size)
@@ -210,7 +218,7 @@ def train(
         if val_batches:
             val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
             log.append({"step": 0, "tokens": 0, "val_loss": val_loss})
-        last = _save(run_dir, 0, model, preset, optimizer, weight_mask, train_loader, val_loss, ctx)
+        last = _save(run_dir, 0, model, preset, cfg, optimizer, weight_mask, train_loader, val_loss, ctx)
     for step in range(start, stop):
         lr = lr_at(step, cfg)
         set_lr(optimizer, lr)
@@ -240,7 +248,7 @@ def train(
             shown["val"] = f"{val_loss:.3f}"
             bar.set_postfix(shown, refresh=False)
         if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done in keep or done == stop:
-            last = _save(run_dir, done, model, preset, optimizer, weight_mask, train_loader, val_loss, ctx)
+            last = _save(run_dir, done, model, preset, cfg, optimizer, weight_mask, train_loader, val_loss, ctx)
     bar.close()
     return TrainResult(run_dir, stop, val_loss, last)
 
@@ -249,13 +257,13 @@ def recipe_differences(run_dir: Path, fingerprint: Mapping[str, Any], ckpt: Chec
     """How ``fingerprint`` differs from the recipe ``ckpt`` of ``run_dir`` was trained with.
 
     That recipe is the run's ``fingerprint.json``; for a checkpoint it does not describe (a run written before
-    fingerprints, or a checkpoint that records another run fingerprint) the model and train config the checkpoint
+    fingerprints, or a checkpoint that records another run fingerprint) the model and the schedule the checkpoint
     saved.
     """
     recorded = provenance.read(run_dir)
     made_under = ckpt.state().get("run_fingerprint")
     if recorded is None or (made_under and made_under != hashing.digest(recorded)):
-        recorded = provenance.preset_fingerprint(ckpt.preset())
+        recorded = provenance.preset_fingerprint(ckpt.preset(), ckpt.schedule())
     return provenance.compare(recorded, fingerprint)
 
 
@@ -283,7 +291,7 @@ def _admit(run_dir: Path, fingerprint: dict[str, Any], *, resume: bool, overwrit
     return None if restart else ckpt
 
 
-def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss, ctx) -> Checkpoint | None:
+def _save(run_dir, step, model, preset, cfg, optimizer, weight_mask, loader, val_loss, ctx) -> Checkpoint | None:
     """Rank 0 writes the checkpoint of ``step`` and drops rolling ones beyond ``keep_last``; all ranks wait.
 
     Once the run is complete only its final checkpoint stays resumable: the rolling ones go and the kept steps
@@ -291,12 +299,11 @@ def _save(run_dir, step, model, preset, optimizer, weight_mask, loader, val_loss
     """
     ckpt = None
     if ctx.is_main:
-        cfg = preset.train
         ckpt = save_checkpoint(
             run_dir, step, model=model, preset=preset, optimizer=optimizer,
             masks=weight_mask.state_dict() if weight_mask else None,
             state={"tokens": step * cfg.tokens_per_step, "loader": loader.state_dict(), "val_loss": val_loss,
-                   "world_size": ctx.world_size},
+                   "world_size": ctx.world_size, SCHEDULE: provenance.jsonable(dataclasses.asdict(cfg))},
         )
         _prune(run_dir, step, cfg)
     ctx.barrier()

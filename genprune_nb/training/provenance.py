@@ -121,9 +121,10 @@ def run_fingerprint(
     }
 
 
-def preset_fingerprint(preset: Preset) -> dict[str, Any]:
-    """The part of a fingerprint a saved preset tells: for runs written before fingerprints were recorded."""
-    return {"model": jsonable(dataclasses.asdict(preset.model)), "train": train_fields(preset.train)}
+def preset_fingerprint(preset: Preset, schedule: TrainConfig | None = None) -> dict[str, Any]:
+    """The part of a fingerprint a saved preset and the schedule it ran (default ``preset.train``) tell: for runs
+    written before fingerprints were recorded."""
+    return {"model": jsonable(dataclasses.asdict(preset.model)), "train": train_fields(schedule or preset.train)}
 
 
 def compare(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[Difference]:

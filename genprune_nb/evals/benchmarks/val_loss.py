@@ -9,8 +9,8 @@ def _prepare(s: Settings) -> Evaluator:
     if s.preset is None:
         raise ValueError("benchmark 'val_loss' needs the checkpoints' preset (its val shards and sequence length)")
     preset = s.preset
-    return lambda model: [preset_val_loss(model, preset, limit=s.limit)]
+    return lambda model: [preset_val_loss(model, preset, schedule=s.schedule, limit=s.limit)]
 
 
-register(Benchmark("val_loss", "loss on the preset's val shards (train.val_tokens tokens; limit = sequences)",
+register(Benchmark("val_loss", "loss on the preset's val shards (the schedule's val_tokens tokens; limit = sequences)",
                    _prepare, ("loss",), "loss"))
