@@ -116,10 +116,13 @@ def cmd_loop(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from .evals import evaluate, labels, preset_sizes
+    from .training.checkpoint import resolve_checkpoint
 
     if args.out:
         require_writable(Path(args.out).parent, "folder of --out")
-    sizes = preset_sizes(get_preset(args.preset), limit=args.limit) if args.quick else {"limit": args.limit}
+    # the preset's eval budget, as the notebooks use it, so the rows land under the same task labels
+    budget = resolve_checkpoint(args.checkpoint).preset() if args.checkpoint else get_preset(args.preset)
+    sizes = {"limit": args.limit} if args.full else preset_sizes(budget, limit=args.limit)
     common = dict(sizes=sizes, device=args.device, batch_size=args.batch_size, progress=not args.no_progress)
     if args.checkpoint:
         df = evaluate(args.checkpoint, args.task, table=args.out, **common)
@@ -208,10 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
     p.add_argument("--conditions", nargs="+", help="only these inner-loop conditions")
     p.add_argument("--final-only", action="store_true", help="only the last checkpoint of every run")
-    p.add_argument("--limit", type=int, help="items per task, for quick runs (stored as task@limit)")
-    p.add_argument("--quick", action="store_true",
-                   help="size every benchmark by the preset's eval budget, as the notebooks do (limit, stories, "
-                        "max_words, n_sentences; --limit overrides limit), so rows land under the notebooks' labels")
+    p.add_argument("--limit", type=int, help="items per benchmark (default: the preset's eval.limit; stored as "
+                                             "task@limit)")
+    p.add_argument("--full", action="store_true",
+                   help="score everything, not the preset's eval budget (limit, stories, max_words, n_sentences) "
+                        "that the notebooks use by default; rows are stored under the bare benchmark names")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")

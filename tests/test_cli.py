@@ -94,12 +94,12 @@ def test_eval_one_checkpoint_and_a_study(fake_study, tmp_path, capsys):
 
 
 def test_eval_scores_reading_times_and_brain_encoding_into_a_study(fake_study, tmp_path, capsys):
-    """Every registered benchmark through one command: --quick sizes them as the smoke notebooks do, so the rows
-    land in the study's results under the notebooks' labels."""
+    """Every registered benchmark through one command, sized by the preset's eval budget as the smoke notebooks
+    size them, so the rows land in the study's results under the notebooks' labels."""
     from genprune_nb.study.layout import StudyLayout
 
     (tmp_path / "inner").symlink_to(fake_study.root / "inner")  # the fake checkpoints, an empty results table
-    assert main(["eval", "--task", "reading_times", "brain_encoding", "--preset", "smoke", "--quick",
+    assert main(["eval", "--task", "reading_times", "brain_encoding", "--preset", "smoke",
                  "--run-root", str(tmp_path), "--final-only", "--conditions", "Connectome", "--no-progress"]) == 0
     results = StudyLayout(tmp_path).results.load()
     assert set(results["task"]) == {"reading_times@stories=1,words=40", "brain_encoding@sentences=40"}
