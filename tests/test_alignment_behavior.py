@@ -204,8 +204,8 @@ class Uniform(torch.nn.Module):
 def test_token_and_word_surprisal_tables_by_hand():
     rts = from_table(pd.DataFrame({"word": ["The", "extraordinary", "cat", "sat."], "rt": [1.0, 2.0, 3.0, 4.0]}))
     tokens = token_surprisal_table(Uniform(), rts, n_words=3)
-    assert tokens["word"].tolist() == ["The"] * len(encode("The")) + ["extraordinary"] * len(encode(" extraordinary")) + [
-        "cat"] * len(encode(" cat"))
+    pieces = {"The": encode("The"), "extraordinary": encode(" extraordinary"), "cat": encode(" cat")}
+    assert tokens["word"].tolist() == [w for w, ids in pieces.items() for _ in ids]
     assert tokens["token"].iloc[0] == repr("The")
     np.testing.assert_allclose(tokens["bits"], math.log2(50257), rtol=1e-5)
     words = word_surprisal_table(Uniform(), rts, n_words=3)

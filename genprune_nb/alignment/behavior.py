@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 import xarray as xr
+import torch
 from torch import nn
 
 from ..data.catalog import text_files
@@ -52,7 +53,8 @@ def surprisal_for(
 
 
 def surprisals(
-    refs: Mapping[str, ModelRef], rts: xr.DataArray, *, device: str | None = None, stride: int | None = None
+    refs: Mapping[str, ModelRef], rts: xr.DataArray, *, device: str | torch.device | None = None,
+    stride: int | None = None,
 ) -> dict[str, xr.DataArray]:
     """:func:`surprisal_for` under each checkpoint of ``refs`` (label -> ref, e.g. one per condition), same labels;
     each model is loaded in turn, so only one sits in memory."""
