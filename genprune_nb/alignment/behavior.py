@@ -25,8 +25,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-import xarray as xr
 import torch
+import xarray as xr
 from torch import nn
 
 from ..data.catalog import text_files
