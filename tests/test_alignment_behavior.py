@@ -8,12 +8,14 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from genprune_nb.alignment.behavior import (
     TASK,
     bootstrap_ci,
     ceiling,
     compare_fits,
+    compare_regressions,
     final_scores,
     log_frequency,
     metric_rows,
@@ -24,11 +26,15 @@ from genprune_nb.alignment.behavior import (
     reliability,
     score,
     surprisal_for,
+    surprisals,
 )
-from genprune_nb.alignment.reading_times import from_table
+from genprune_nb.alignment.reading_times import describe, from_table
 from genprune_nb.evals import evaluate
 from genprune_nb.evals.benchmarks.reading_times import reading_time_table
-from genprune_nb.report.behavior import plot_surprisal_vs_rt
+from genprune_nb.config import ModelConfig
+from genprune_nb.report.behavior import ceilings, plot_surprisal_vs_rt, token_surprisal_table, word_surprisal_table
+from genprune_nb.study.model_refs import one_per_condition
+from genprune_nb.tokenizer import encode
 from genprune_nb.study.results import ResultsTable
 
 X = [1.0, 2.0, 3.0, 4.0, 5.0]
@@ -170,3 +176,59 @@ def test_a_reading_time_table_becomes_a_benchmark_scored_once_per_checkpoint(fak
     assert r0 == pytest.approx(pearson_r(s.values, rts.values))
     fig = plot_surprisal_vs_rt({"Connectome": s}, rts, bins=3)
     assert len(fig.axes) == 1
+
+
+def test_describe_and_ceilings_by_hand():
+    rts, _ = _synthetic()
+    assert describe(rts) == "288 words in 3 stories, 48 sentences"
+    later = ~rts["first_in_sentence"].values
+    by_hand = [(np.var(v, ddof=1) - 100.0**2 / 50) / np.var(v, ddof=1) for v in (rts.values, rts.values[later])]
+    table = ceilings(rts, published=0.858)["ceiling"]
+    np.testing.assert_allclose(table.values, [*by_hand, 0.858])
+    assert len(ceilings(rts)) == 2  # no published value, no row
+
+
+class Uniform(torch.nn.Module):
+    """Every next token equally likely: each token carries log2(vocabulary) bits."""
+
+    config = ModelConfig(n_layer=1, n_head=1, n_embd=2, block_size=64)
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.zeros(()))  # tells the helpers which device the model is on
+
+    def forward(self, idx):
+        return self.scale * torch.zeros(*idx.shape, 50257), None
+
+
+def test_token_and_word_surprisal_tables_by_hand():
+    rts = from_table(pd.DataFrame({"word": ["The", "extraordinary", "cat", "sat."], "rt": [1.0, 2.0, 3.0, 4.0]}))
+    tokens = token_surprisal_table(Uniform(), rts, n_words=3)
+    pieces = {"The": encode("The"), "extraordinary": encode(" extraordinary"), "cat": encode(" cat")}
+    assert tokens["word"].tolist() == [w for w, ids in pieces.items() for _ in ids]
+    assert tokens["token"].iloc[0] == repr("The")
+    np.testing.assert_allclose(tokens["bits"], math.log2(50257), rtol=1e-5)
+    words = word_surprisal_table(Uniform(), rts, n_words=3)
+    assert words["word"].tolist() == ["The", "extraordinary", "cat"]
+    np.testing.assert_allclose(words["surprisal (bits)"], tokens.groupby("word", sort=False)["bits"].sum(), rtol=1e-6)
+
+
+def test_regressions_compared_per_model():
+    rts, s = _synthetic()
+    noise = s.copy(data=np.random.default_rng(1).permutation(s.values))
+    counts = Counter({"the": 7, "cat": 1})
+    table = compare_regressions({"planted": s, "shuffled": noise}, rts, counts)
+    assert list(table.columns) == ["planted", "shuffled"]
+    assert table.loc["surprisal", "planted"] == pytest.approx(10, abs=1.5)  # 10 ms per bit, as planted
+    assert table.loc["delta_loglik", "planted"] > 50 > table.loc["delta_loglik", "shuffled"]
+
+
+def test_surprisals_of_one_model_per_condition(fake_study):
+    rts = from_table(pd.DataFrame({"word": ["A", "cat", "sat", "here."], "rt": [1.0, 2.0, 3.0, 4.0]}))
+    finals = one_per_condition(fake_study.model_refs(final_only=True))
+    out = surprisals(finals, rts)
+    assert list(out) == ["Connectome", "RandomConnectome", "NoConnectome"]
+    expected = surprisal_for(finals["NoConnectome"].load_model(), rts)
+    np.testing.assert_array_equal(out["NoConnectome"].values, expected.values)
+    assert (finals["NoConnectome"].seed, finals["NoConnectome"].step) == (0, 20)
+

@@ -15,6 +15,7 @@ from genprune_nb.alignment.encoding import (
     cross_validated_r,
     encode,
     encoding_rows,
+    final_by_layer,
     fold_summary,
     outer_splits,
     pearson_columns,
@@ -185,3 +186,14 @@ def test_notebook_05_brain_runs_on_the_fake_study(fake_study, external_data_dir,
     assert len(df) == len(enc) + len(loc) and df["value"].notna().all() and (df["n"] == 40).all()
     for name in ("05_brain_encoding_layers.png", "05_brain_encoding_localized.png"):
         assert (tmp_path / "figs" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_final_by_layer_takes_each_seeds_last_step():
+    rows = [{"condition": c, "seed": seed, "step": step, "tokens": step, "task": "brain_encoding", "layer": layer,
+             "metric": metric, "value": value + layer / 10, "n": 40}
+            for c, seed, step, value in [("Connectome", 0, 10, 0.5), ("Connectome", 0, 20, 0.1),
+                                         ("Connectome", 1, 20, 0.2)]
+            for layer in (0, 1) for metric in ("r", "r_fold_se")]
+    table = final_by_layer(pd.DataFrame(rows))
+    assert list(table.index) == [0, 1] and list(table.columns) == [("Connectome", 0), ("Connectome", 1)]
+    assert table.loc[1, ("Connectome", 0)] == pytest.approx(0.2) and table.loc[0, ("Connectome", 1)] == 0.2

@@ -89,3 +89,15 @@ def test_notebook_runs_headless_on_the_fake_study(tmp_path, fake_study):
     source = json.loads((REPO / "notebooks" / "03_benchmarks.ipynb").read_text())
     assert all(not c.get("outputs") for c in source["cells"] if c["cell_type"] == "code")
     assert "parameters" in source["cells"][1]["metadata"]["tags"]
+
+
+def test_items_and_breakdowns(results):
+    items = report.items(results, ["hellaswag", "blimp"])["items"]
+    assert items.to_dict() == {("blimp", "acc"): 4, ("hellaswag", "acc"): 50, ("hellaswag", "acc_norm"): 50}
+    other = results[(results["phenomenon"] == "p") & results["paradigm"].isna()].assign(phenomenon="a", value=0.2)
+    tables = report.breakdowns(pd.concat([results, other]), ["hellaswag", "blimp"])
+    assert len(tables) == 1  # hellaswag has no finer rows
+    table = tables[0]
+    assert table.index.name == "blimp phenomenon" and list(table.index) == ["p", "a"]  # best first, coarsest key
+    assert table.loc["a", "mean"] == pytest.approx(0.2) and table.loc["p", "Connectome"] == 1.0
+    assert list(report.breakdowns(pd.concat([results, other]), ["blimp"], top=1)[0].index) == ["p"]

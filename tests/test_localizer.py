@@ -5,7 +5,9 @@ import torch
 import xarray as xr
 
 from genprune_nb.alignment.localizer import (
+    final_scores,
     langloc_stimuli,
+    layer_fractions,
     language_mask,
     localized_encoding_rows,
     localizer_t,
@@ -67,3 +69,20 @@ def test_localized_encoding_rows_from_a_model(external_data_dir):
     assert [(row["units"], row["metric"]) for row in rows] == [
         ("top 1%", "r"), ("top 1%", "r_fold_se"), ("top 10%", "r"), ("top 10%", "r_fold_se")]
     assert all(row["n"] == 30 and np.isfinite(row["value"]) for row in rows)
+
+
+def test_layer_fractions_and_final_localized_scores():
+    t = xr.DataArray([5.0, 1.0, 4.0, 3.0, 0.0, 2.0], dims="neuroid",
+                     coords={"layer": ("neuroid", [1, 1, 1, 2, 2, 2])})
+    fractions = layer_fractions(language_mask(t, 50))  # the top 3 units: two in layer 1, one in layer 2
+    assert fractions.to_dict() == pytest.approx({1: 2 / 3, 2: 1 / 3})
+    assert fractions.name == "fraction of units in the top 50%"
+    rows = [{"condition": c, "seed": seed, "step": step, "tokens": step, "task": "brain_encoding_localized",
+             "units": "top 1%", "metric": metric, "value": value, "n": 40}
+            for c, seed, step, value in [("NoConnectome", 0, 10, 0.9), ("NoConnectome", 0, 20, 0.2),
+                                         ("NoConnectome", 1, 20, 0.4), ("Connectome", 0, 20, 0.3)]
+            for metric in ("r", "r_fold_se")]
+    table = final_scores(pd.DataFrame(rows)).set_index("condition")
+    assert table.loc["NoConnectome", "mean"] == pytest.approx(0.3)  # the final steps only: (0.2 + 0.4) / 2
+    assert table.loc["NoConnectome", "se"] == pytest.approx(np.std([0.2, 0.4], ddof=1) / np.sqrt(2))
+    assert table.loc["Connectome", "n"] == 1

@@ -57,3 +57,12 @@ def test_generic_sentence_dataset():
         sentence_dataset(table.assign(v1=[0.1, np.nan, 0.3]), responses=["v1"], sentence="text", stimulus_id="id")
     with pytest.raises(ValueError, match="no response columns"):
         sentence_dataset(table, responses=[], sentence="text")
+
+
+def test_tuckute_first_sentences_only(external_data_dir):
+    full, first = tuckute2024(), tuckute2024(limit=5)
+    assert first.sizes["presentation"] == 5
+    assert list(first["stimulus"].values) == list(full["stimulus"].values[:5])
+    assert tuckute2024(limit=0).sizes["presentation"] == full.sizes["presentation"]
+    with pytest.raises(ValueError, match="limit"):
+        tuckute2024(limit=-1)

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -147,3 +148,18 @@ def test_headline_rows_are_the_selectors_overall_rows():
     rows = headline(layered, ["blimp@50"])
     pd.testing.assert_frame_equal(rows, select(table, "blimp", "acc")[COLUMNS])
     assert headline(layered, ["mmlu"]).empty and list(headline(layered, ["mmlu"]).columns) == COLUMNS
+
+
+def test_checkpoint_table_and_one_model_per_condition():
+    from genprune_nb.study.model_refs import ModelRef, checkpoint_table, one_per_condition
+
+    refs = [ModelRef(c, seed, step, step * 10, Path(f"{c}/{seed}/{step}"))
+            for c, seed, step in [("RandomConnectome", 3, 20), ("RandomConnectome", 1, 10), ("RandomConnectome", 1, 30),
+                                  ("Zeta", 0, 5), ("Connectome", 2, 40)]]
+    table = checkpoint_table(refs)
+    assert table.loc[("RandomConnectome", 1)].tolist() == [2, 10, 30]  # checkpoints, first step, last step
+    assert table.loc[("Connectome", 2)].tolist() == [1, 40, 40] and list(table.columns) == [
+        "checkpoints", "first_step", "last_step"]
+    picked = one_per_condition(refs)
+    assert list(picked) == ["Connectome", "RandomConnectome", "Zeta"]  # the paper's order, others after
+    assert (picked["RandomConnectome"].seed, picked["RandomConnectome"].step) == (1, 10)  # lowest seed, first listed

@@ -25,12 +25,14 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
+import torch
 import xarray as xr
 from torch import nn
 
 from ..data.catalog import text_files
 from ..stats import mean_se
 from ..study.conditions import condition_order
+from ..study.model_refs import ModelRef
 from ..study.results import final_rows, select
 from .reading_times import story_words
 from .surprisal import word_surprisal
@@ -48,6 +50,15 @@ def surprisal_for(
     bits = np.concatenate([word_surprisal(model, words, seps, stride=stride, batch_size=batch_size)
                            for _, words, seps in story_words(rts)])
     return rts.copy(data=bits).rename("surprisal").assign_attrs(units="bits")
+
+
+def surprisals(
+    refs: Mapping[str, ModelRef], rts: xr.DataArray, *, device: str | torch.device | None = None,
+    stride: int | None = None,
+) -> dict[str, xr.DataArray]:
+    """:func:`surprisal_for` under each checkpoint of ``refs`` (label -> ref, e.g. one per condition), same labels;
+    each model is loaded in turn, so only one sits in memory."""
+    return {label: surprisal_for(ref.load_model(device or "cpu"), rts, stride=stride) for label, ref in refs.items()}
 
 
 def _pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -244,3 +255,12 @@ def compare_fits(fits: Mapping[str, Regression]) -> pd.DataFrame:
                           "n": fit.n})
         cols[label] = pd.concat([coef, gain])
     return pd.DataFrame(cols)
+
+
+def compare_regressions(
+    surprisals: Mapping[str, xr.DataArray], rts: xr.DataArray, counts: Mapping[str, int] | None = None
+) -> pd.DataFrame:
+    """:func:`compare_fits` of the :func:`regress` of each model's surprisal (label -> surprisal of the words of
+    ``rts``); ``counts`` for the frequency predictor default to the training corpus's (:func:`corpus_word_counts`)."""
+    counts = corpus_word_counts() if counts is None else counts
+    return compare_fits({label: regress(predictors(rts, s, counts)) for label, s in surprisals.items()})

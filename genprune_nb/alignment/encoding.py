@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from ..model.features import sentence_features
+from ..study.results import final_rows, select
 
 TASK = "brain_encoding"
 DEFAULT_ALPHAS = np.logspace(-3, 7, 20)  # a wide log grid (features are standardised, so penalties are large)
@@ -227,3 +228,9 @@ def encoding_rows(model: nn.Module, neural: xr.DataArray, *, pooling: str = "las
     ``encode_kw`` go to :func:`encode`."""
     X = sentence_features(model, list(neural["stimulus"].values), pooling=pooling, batch_size=batch_size)
     return summary_rows(encode(X, neural, **encode_kw), neural.sizes["presentation"])
+
+
+def final_by_layer(results: pd.DataFrame, task: str = TASK, metric: str = "r") -> pd.DataFrame:
+    """Each seed's final ``metric`` per layer from the results table: layers as rows, (condition, seed) columns."""
+    rows = final_rows(select(results, task, metric, breakdown="layer")).astype({"layer": int})
+    return rows.pivot_table(index="layer", columns=["condition", "seed"], values="value")

@@ -17,6 +17,8 @@ from torch import nn
 
 from ..data import catalog
 from ..model.features import sentence_features
+from ..stats import mean_se
+from ..study.results import final_rows, select
 from .encoding import encode, summary_rows
 
 TASK = "brain_encoding_localized"
@@ -97,3 +99,14 @@ def localized_encoding_rows(
         r = encode(X.isel(neuroid=mask.values), neural, by_layer=False, **encode_kw)
         rows += summary_rows(r, neural.sizes["presentation"], units=f"top {percent:g}%")
     return rows
+
+
+def layer_fractions(mask: xr.DataArray) -> pd.Series:
+    """The share of each layer's units inside a :func:`language_mask`: where the model's language units sit."""
+    return mask.groupby("layer").mean().to_series().rename(f"fraction of units in the top {mask.attrs['percent']:g}%")
+
+
+def final_scores(results: pd.DataFrame, task: str = TASK, metric: str = "r") -> pd.DataFrame:
+    """Mean, SE and number of seeds of each seed's final localized-units ``metric``, per mask (``units``) and
+    condition."""
+    return mean_se(final_rows(select(results, task, metric, breakdown="units")), ["units", "condition"], "value")

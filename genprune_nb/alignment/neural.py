@@ -78,14 +78,18 @@ def tuckute2024(
     ceiling_roi: str = "lang_LH_netw",
     path: str | Path | None = None,
     ceiling_path: str | Path | None = None,
+    limit: int | None = None,
 ) -> xr.DataArray:
     """Tuckute et al. (2024) per-sentence language-network responses; by default the 1,000 baseline sentences.
 
     ``sets``: any of ``baseline``, ``drive``, ``suppress``. The response (one neuroid, ``language_network``) is the
     z-scored BOLD response averaged over the five left-hemisphere language fROIs, then over participants (see the
     data's SOURCE.md). ``noise_ceiling`` is the split-half ceiling of ``ceiling_roi`` (``lang_LH_netw``: 0.559),
-    estimated on the baseline set. ``path`` / ``ceiling_path`` override the catalog's files.
+    estimated on the baseline set. ``path`` / ``ceiling_path`` override the catalog's files. ``limit`` keeps the
+    first sentences only, for a quick run (None or 0: all).
     """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be a number of sentences >= 0 (0: all), got {limit}")
     unknown = [s for s in sets if s not in TUCKUTE_SETS]
     if unknown or not sets:
         raise ValueError(f"unknown Tuckute 2024 set(s) {unknown or list(sets)}; choose from {list(TUCKUTE_SETS)}")
@@ -101,4 +105,5 @@ def tuckute2024(
         raise ValueError(f"{ceiling_path}: no noise ceiling for roi {ceiling_roi!r}; it has {list(ceilings.index)}")
     data = sentence_dataset(table, responses=["EffectSize"], sentence="Sentence", coords=["set"],
                             noise_ceiling=float(ceilings.loc[ceiling_roi, "nc"]), source=str(path))
-    return data.assign_coords(neuroid_id=("neuroid", np.array(["language_network"], dtype=object)))
+    data = data.assign_coords(neuroid_id=("neuroid", np.array(["language_network"], dtype=object)))
+    return data.isel(presentation=slice(0, limit)) if limit else data

@@ -153,3 +153,9 @@ def story_words(rts: xr.DataArray) -> list[tuple[object, list[str], list[str]]]:
         sel = rts["story"].values == story
         out.append((story, list(rts["word"].values[sel]), list(rts["separator"].values[sel])))
     return out
+
+
+def describe(rts: xr.DataArray) -> str:
+    """One line on what a reading-time array holds: its words, stories and sentences."""
+    return (f"{rts.sizes[DIM]} words in {len(pd.unique(rts['story'].values))} stories, "
+            f"{int(rts['first_in_sentence'].values.sum())} sentences")

@@ -1,14 +1,45 @@
-"""Surprisal against reading time, one panel per model (Figure 1C itself is ``plots.condition_curves``)."""
+"""Reading times for people: the ceilings side by side, surprisal token by token, surprisal against reading time
+(one panel per model; Figure 1C itself is ``paper.figure_1c``)."""
 from __future__ import annotations
 
 from typing import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
+from torch import nn
 
-from ..alignment.behavior import pearson_r
+from ..alignment.behavior import ceiling, pearson_r
+from ..alignment.surprisal import token_logprobs, tokenize_words, word_surprisal
+from ..tokenizer import EOT, decode
+
+
+def ceilings(rts: xr.DataArray, published: float | None = None) -> pd.DataFrame:
+    """How high r could be: the reliability of the mean times, on all words and without each sentence's first
+    word, beside a published (split-half) ceiling when given."""
+    later = rts[~rts["first_in_sentence"].values]
+    values = {"estimated here, all words": ceiling(rts),
+              "estimated here, first words of sentences dropped": ceiling(later)}
+    if published is not None:
+        values["Brain-Score (split-half, Spearman-Brown)"] = published
+    return pd.Series(values, name="ceiling").to_frame()
+
+
+def token_surprisal_table(model: nn.Module, rts: xr.DataArray, n_words: int = 10) -> pd.DataFrame:
+    """The first ``n_words`` words of ``rts`` read as one text after EOT: each token, the word it is credited to
+    and its surprisal in bits."""
+    words, seps = list(rts["word"].values[:n_words]), list(rts["separator"].values[:n_words])
+    ids, owner = tokenize_words(words, seps)
+    bits = -token_logprobs(model, [EOT, *ids]) / np.log(2)
+    return pd.DataFrame({"token": [repr(decode([t])) for t in ids], "word": [words[i] for i in owner], "bits": bits})
+
+
+def word_surprisal_table(model: nn.Module, rts: xr.DataArray, n_words: int = 10) -> pd.DataFrame:
+    """The first ``n_words`` words of ``rts`` with their surprisal in bits (the sum of their tokens')."""
+    words, seps = list(rts["word"].values[:n_words]), list(rts["separator"].values[:n_words])
+    return pd.DataFrame({"word": words, "surprisal (bits)": word_surprisal(model, words, seps)})
 
 
 def plot_surprisal_vs_rt(surprisals: Mapping[str, xr.DataArray], rts: xr.DataArray, *, bins: int = 20) -> Figure:

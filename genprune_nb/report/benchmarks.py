@@ -127,6 +127,27 @@ def breakdown(results: pd.DataFrame, task: str, key: str) -> pd.DataFrame:
     return wide[condition_order(wide.columns)].rename_axis(columns=None)
 
 
+def items(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """How many items each stored task label and metric was scored on (the largest ``n`` of its rows): shows
+    whether a run was quick (``limit``) or full."""
+    df = results[results["task"].isin(tasks)]
+    return df.groupby(["task", "metric"])["n"].max().to_frame("items")
+
+
+def breakdowns(results: pd.DataFrame, tasks: Sequence[str], *, top: int = 12, digits: int = 3) -> list[pd.DataFrame]:
+    """For each of ``tasks`` with finer rows, its :func:`breakdown` by the coarsest key it has (BLiMP: phenomenon,
+    MMLU: subject) with the mean over conditions, best first, the ``top`` rows, rounded to ``digits``."""
+    tables = []
+    for task in tasks:
+        rows = results[results["task"] == task]
+        key = next((k for k in reversed(BREAKDOWNS) if k in rows.columns and rows[k].notna().any()), None)
+        if key is not None:
+            wide = breakdown(results, task, key)
+            wide = wide.assign(mean=wide.mean(axis=1)).sort_values("mean", ascending=False, kind="stable")
+            tables.append(wide.head(top).round(digits).rename_axis(index=f"{task} {key}"))
+    return tables
+
+
 def explain(model: nn.Module, question: Question, choices: Sequence[str]) -> pd.DataFrame:
     """One item scored choice by choice: tokens, summed and normalised log-probs, and which rule picks it."""
     scores = score(model, [question.requests])[0]

@@ -17,9 +17,7 @@ SIZES = {"n_sentences": "sentences"}
 
 def sentences(s: Settings) -> xr.DataArray:
     """The fMRI responses, the first ``n_sentences`` sentences for a quick run."""
-    neural = tuckute2024()
-    n = s.sizes.get("n_sentences")
-    return neural.isel(presentation=slice(0, n)) if n else neural
+    return tuckute2024(limit=s.sizes.get("n_sentences"))
 
 
 def _by_layer(s: Settings) -> Evaluator:
