@@ -11,7 +11,7 @@ import glob
 import itertools
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -22,6 +22,9 @@ from ..tokenizer import EOT, get_tokenizer
 from .catalog import sha256
 from .manifest import corpus_shards
 from .shards import write_shard
+
+if TYPE_CHECKING:  # pandas is imported where a summary is built, not by every data preparation
+    import pandas as pd
 
 SPLITS = ("val", "small", "train")  # in document order: held-out val, the small corpus S, the large corpus L
 _BATCH_DOCS = 64  # documents per encode_ordinary_batch call
@@ -237,7 +240,7 @@ def ensure_corpora(preset: Preset, *, progress: bool = True) -> None:
         fetch_corpora(preset, progress=progress)
 
 
-def corpora_summary(preset: Preset) -> "pd.DataFrame":
+def corpora_summary(preset: Preset) -> pd.DataFrame:
     """One row per corpus (val, small S, large L): shard files and tokens, read from the shard headers."""
     import pandas as pd
 
@@ -251,7 +254,7 @@ def corpora_summary(preset: Preset) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
-def large_to_small(summary: "pd.DataFrame") -> float:
+def large_to_small(summary: pd.DataFrame) -> float:
     """L : S, the ratio of the large to the small corpus in tokens (the paper's is 40 : 1), from ``corpora_summary``."""
     tokens = summary.set_index("corpus")["tokens"]
     return float(tokens["large"] / tokens["small"])
