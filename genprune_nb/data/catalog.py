@@ -7,7 +7,6 @@ own hash is pinned here). Token shards without a known hash (FineWeb) are verifi
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -18,6 +17,7 @@ from typing import Iterable, Mapping
 from tqdm.auto import tqdm
 
 from ..errors import GenpruneError
+from ..storage.hashing import file_sha256
 from .shards import read_header
 
 DATA_DIR_ENV = "GENPRUNE_DATA_DIR"
@@ -201,11 +201,7 @@ def sha256(path: str | os.PathLike) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        _HASHES[key] = h.hexdigest()
+        _HASHES[key] = file_sha256(path)
     return _HASHES[key]
 
 
