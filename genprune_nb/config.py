@@ -170,7 +170,7 @@ class OuterConfig:
 
     generations: int = 6
     prune_fraction: float = 0.2  # of each tensor's surviving weights, per generation
-    criterion: str = "magnitude"  # magnitude (paper), random, attribution or structured (genprune_nb.connectome.pruning)
+    criterion: str = "magnitude"  # magnitude (paper), random, attribution or structured (connectome.pruning)
     attribution_batches: int = 8  # micro-batches of L over which attribution / structured sum |w * dL/dw|
     group_sparsity: float = 0.0  # structured only: lambda of the group lasso on MLP units while training
     scope: str = "layer"  # "layer": per tensor (paper); "global": one threshold over all tensors

@@ -5,9 +5,9 @@ Three scores (DESIGN.md §5 "Reading times"):
 * ``pearson_r``: Pearson r between surprisal and mean reading time over all words (the authors' raw score), with a
   percentile bootstrap confidence interval over words.
 * ``brainscore``: Brain-Score's Futrell2018 variant: the first word of each sentence is dropped, and ``|r|`` is
-  divided by a ceiling. Brain-Score's published ceiling is 0.858 (the ``reading_times`` benchmark's ``ceiling``) (Spearman-Brown corrected split-half correlation of
-  per-subject times); our data has per-word mean, sd and n but no per-subject times, so :func:`reliability` estimates
-  the same quantity from those.
+  divided by a ceiling. Brain-Score's published ceiling is 0.858 (Spearman-Brown corrected split-half correlation
+  of per-subject times; the ``reading_times`` benchmark's ``ceiling``); our data has per-word mean, sd and n but no
+  per-subject times, so :func:`reliability` estimates the same quantity from those.
 * ``delta_loglik`` / ``delta_r2``: what surprisal adds to an OLS regression of reading time on word length, log
   unigram frequency (in the training corpus), position in the story and the previous word's surprisal (spillover).
 

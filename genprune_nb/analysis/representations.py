@@ -104,8 +104,8 @@ def layer_cka(
 
     Both are feature DataArrays [presentation, neuroid] of the same presentations (same number, and equal values
     of every presentation coordinate they share); neuroids are grouped by their ``layer`` coordinate.
-    ``method``/``batch_size``/``seed`` as in :func:`genprune_nb.analysis.cka.cka_matrix`, except that ``seed`` defaults to 0:
-    the rows are shuffled before batching.
+    ``method``/``batch_size``/``seed`` as in :func:`genprune_nb.analysis.cka.cka_matrix`, except that ``seed``
+    defaults to 0: the rows are shuffled before batching.
     """
     layers_a, blocks_a = _layer_blocks(features_a, "features_a")
     same = features_b is features_a

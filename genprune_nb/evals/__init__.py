@@ -6,9 +6,9 @@
     run_task("hellaswag", model, limit=100)                         one model -> rows of metric / value / n
 
 Modules: ``registry`` (the benchmarks: data, metrics, headline, chance, ceiling, quick-run label), ``benchmarks/``
-(one module per family, each registers itself: a new benchmark is one file there), ``runner`` (``evaluate`` and ``sweep``: the loop over
-checkpoints into the results table), ``scorer`` (the log-likelihood engine), ``multiple_choice`` (acc / acc_norm),
-``hellaswag``, ``mmlu``, ``blimp``, ``loss``, ``datafile``.
+(one module per family, each registers itself: a new benchmark is one file there), ``runner`` (``evaluate`` and
+``sweep``: the loop over checkpoints into the results table), ``scorer`` (the log-likelihood engine),
+``multiple_choice`` (acc / acc_norm), ``hellaswag``, ``mmlu``, ``blimp``, ``loss``, ``datafile``.
 """
 from ..study.results import base_task, task_label
 from .datafile import DataFormatError

@@ -81,7 +81,8 @@ def criterion_densities(densities: pd.DataFrame, units: pd.DataFrame) -> plt.Fig
     sns.lineplot(blocks, x="layer", y="density", hue="criterion", marker="o", errorbar=None, ax=axes[1])
     axes[1].set(xlabel="block", ylabel="surviving fraction", title="Survivors by layer")
     sns.lineplot(units, x="layer", y="alive", hue="criterion", marker="o", ax=axes[2])
-    axes[2].set(xlabel="block", ylabel="fraction of MLP units alive", ylim=(0, 1.02), title="MLP units wired in and out")
+    axes[2].set(xlabel="block", ylabel="fraction of MLP units alive", ylim=(0, 1.02),
+                title="MLP units wired in and out")
     for ax in axes[1:]:
         ax.xaxis.get_major_locator().set_params(integer=True)
     return fig

@@ -202,13 +202,14 @@ def final_rows(df: pd.DataFrame, by: Sequence[str] = ("condition", "seed")) -> p
 
 def task_label(name: str, limit: int | None = None, **sizes: Any) -> str:
     """The ``task`` value stored in results: the name for a full run; a quick run gets a suffix naming its size, so
-    that it never stands in for a full one: ``hellaswag@50`` (``limit`` items), ``reading_times@stories=1,2,words=100``
-    (keyed ``sizes``, in the order given; a collection is written sorted without repeats), ``brain_encoding@sentences=40``.
-    Sizes that are None (everything) are left out."""
+    that it never stands in for a full one: ``hellaswag@50`` (``limit`` items), ``brain_encoding@sentences=40``,
+    ``reading_times@stories=1,2,words=100`` (keyed ``sizes``, in the order given; a collection is written sorted
+    without repeats). Sizes that are None (everything) are left out."""
     def written(value: Any) -> str:
         return ",".join(map(str, sorted(set(value)))) if isinstance(value, (list, tuple, set, range)) else str(value)
 
-    parts = ([str(limit)] if limit is not None else []) + [f"{k}={written(v)}" for k, v in sizes.items() if v is not None]
+    parts = [str(limit)] if limit is not None else []
+    parts += [f"{key}={written(value)}" for key, value in sizes.items() if value is not None]
     return name + ("@" + ",".join(parts) if parts else "")
 
 
