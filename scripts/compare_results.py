@@ -4,7 +4,8 @@
 
 Rows are matched on every key column (ids, task, extra keys such as layer or subject, metric); ``value`` must
 agree within ``rtol``/``atol`` (NaN equals NaN) and ``n`` exactly. Prints a summary per task and every difference;
-exits 1 when the tables differ, 0 when they agree. The checkpoint ``fingerprint`` column is compared and reported
+exits 1 when the tables differ, 0 when they agree (with ``--allow-new``: when every row of the first is in the
+second with the same value, so the second may add rows, e.g. of a benchmark added since). The checkpoint ``fingerprint`` column is compared and reported
 but does not fail the comparison (it changes with the checkpoint file, not the science).
 """
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("second", type=Path)
     parser.add_argument("--rtol", type=float, default=1e-5)
     parser.add_argument("--atol", type=float, default=1e-8)
+    parser.add_argument("--allow-new", action="store_true", help="rows only in the second table do not fail")
     args = parser.parse_args(argv)
     a, b = read_results_csv(args.first), read_results_csv(args.second)
     out = compare(a, b, args.rtol, args.atol)
@@ -86,14 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     for what in ("only in first", "only in second", "different value or n"):
         rows = out[what]
         if len(rows):
-            failed = True
+            failed = failed or not (what == "only in second" and args.allow_new)
             print(f"{len(rows)} rows {what}:")
             shown = rows[["_key", "value_a", "value_b", "n_a", "n_b"]] if "value_a" in rows.columns else rows
             print(shown.rename(columns={"_key": "key"}).drop(columns=["_key"], errors="ignore").head(20)
                   .to_string(index=False))
     if len(out["different fingerprint"]):
         print(f"note: {len(out['different fingerprint'])} matched rows record another checkpoint fingerprint")
-    print("DIFFERENT" if failed else f"SAME (values within rtol={args.rtol}, atol={args.atol})")
+    same = "SAME" if not len(out["only in second"]) else "SAME for every row of the first, with new rows in the second"
+    print("DIFFERENT" if failed else f"{same} (values within rtol={args.rtol}, atol={args.atol})")
     return 1 if failed else 0
 
 
