@@ -17,12 +17,21 @@ from genprune_nb.analysis.efficiency import (
     curve_at,
     effective_data_multiplier,
     effective_data_multipliers,
+    final_summary,
+    inner_curves_of,
     metric_vs_tokens,
     milestones,
     tokens_to_reach,
 )
 from genprune_nb.config import get_preset  # noqa: E402
-from genprune_nb.report.efficiency import plot_data_efficiency, plot_multiplier
+from genprune_nb.report.efficiency import (  # noqa: E402
+    plot_benchmark_vs_tokens,
+    plot_data_efficiency,
+    plot_multiplier,
+    save_benchmark_vs_tokens,
+)
+from genprune_nb.study.layout import StudyLayout  # noqa: E402
+from genprune_nb.training.runlog import RunLog  # noqa: E402
 
 TOKENS = [0, 100, 200, 400]
 
@@ -192,3 +201,45 @@ def test_figures_build_with_expected_lines_and_markers():
     fig = plot_data_efficiency(blimp, "value", milestones=(), ylabel="BLiMP acc")
     assert len(fig.axes[0].lines) == 2
     plt.close(fig)
+
+
+def test_inner_curves_of_keeps_the_conditions_shown_and_names_missing_ones(tmp_path):
+    study = StudyLayout(tmp_path)
+    runs = {("Connectome", 0): CONNECTOME, ("Connectome[random]", 0): NO_0, ("NoConnectome", 0): NO_1,
+            ("RandomConnectome", 0): NO_1}
+    for (condition, seed), losses in runs.items():
+        log = RunLog(study.inner_run(condition, seed) / "metrics.jsonl")
+        for step, (tokens, loss) in enumerate(zip(TOKENS, losses)):
+            log.append({"step": step, "tokens": tokens, "val_loss": loss})
+    shown = inner_curves_of(study, ["Connectome", "NoConnectome", "Connectome[random]"])
+    assert sorted(set(shown["condition"])) == ["Connectome", "Connectome[random]", "NoConnectome"]
+    assert len(shown) == 3 * len(TOKENS)
+    with pytest.raises(ValueError, match=r"Connectome\[attribution\]"):
+        inner_curves_of(study, ["Connectome", "Connectome[attribution]"])
+
+    final = final_summary(shown)
+    assert final["condition"].tolist() == ["Connectome", "Connectome[random]", "NoConnectome"]  # best first
+    np.testing.assert_allclose(final["mean"], [3.0, 4.0, 5.0])
+
+    # by default every connectome-grown condition gets a multiplier against NoConnectome, never the baseline itself
+    summary = effective_data_multipliers(shown, baseline="NoConnectome", milestones=[100])
+    assert summary["condition"].tolist() == ["Connectome", "Connectome[random]"]
+    np.testing.assert_allclose(summary["mean"], [300 / 100, 200 / 100])  # NO_1 reaches 6 at 300, 7 at 200
+
+
+def test_benchmark_vs_tokens_draws_the_conditions_shown_or_notes_missing_rows(tmp_path, capsys):
+    results = results_frame()
+    fig = plot_benchmark_vs_tokens(results, "blimp", "acc", conditions=["Connectome"], milestones=())
+    ax = fig.axes[0]
+    assert len(ax.lines) == 1 and "blimp@50" in ax.get_title()  # one condition, the stored label
+    plt.close(fig)
+    assert metric_vs_tokens(results, "blimp", "acc", conditions=["NoConnectome"])["condition"].unique().tolist() == [
+        "NoConnectome"]
+
+    assert save_benchmark_vs_tokens(results, "hellaswag", "acc_norm", tmp_path, "06_x") is None
+    assert "no 'acc_norm' rows of task 'hellaswag'" in capsys.readouterr().out
+    assert plot_benchmark_vs_tokens(results, "blimp", "acc", conditions=["Connectome[random]"]) is None
+    assert "Connectome[random]" in capsys.readouterr().out
+    path = save_benchmark_vs_tokens(results, "blimp", "acc", tmp_path, "06_data_efficiency_blimp", milestones=())
+    assert path == tmp_path / "06_data_efficiency_blimp.png" and path.exists()
+    plt.close("all")

@@ -8,7 +8,7 @@ import torch
 from genprune_nb.connectome.wiring import Connectome
 from genprune_nb.model.gpt import GPT
 from genprune_nb.study import curves
-from genprune_nb.study.generations import inner_keep_steps, run_inner_loop, run_outer_loop
+from genprune_nb.study.generations import inner_keep_steps, run_criteria, run_inner_loop, run_outer_loop
 from genprune_nb.study.layout import StudyLayout
 from genprune_nb.training.checkpoint import latest_checkpoint, list_checkpoints
 
@@ -183,3 +183,21 @@ def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset,
     with pytest.raises(FileNotFoundError, match="outer_structured"):
         run_inner_loop(override(smoke_preset, {"outer.criterion": "structured"}), StudyLayout(study.root / "x"),
                        conditions=("Connectome[structured]",), progress=False)
+
+
+def test_run_criteria_runs_each_outer_loop_and_grows_the_other_criteria(smoke_preset, outer, tmp_path):
+    with pytest.raises(ValueError, match="'snip'"):
+        run_criteria(smoke_preset, tmp_path, ["random", "snip"], progress=False)
+    assert not any(tmp_path.iterdir())  # refused before any run
+    study, _ = outer
+    shown = run_criteria(smoke_preset, study, ["magnitude", "random", "random"], progress=False)
+    assert shown == ["Connectome", "RandomConnectome", "NoConnectome", "Connectome[random]"]
+    assert Connectome.load(study.final_connectome("random")).meta["criterion"] == "random"
+    assert latest_checkpoint(study.inner_run("Connectome[random]", 0)).step == smoke_preset.inner_train.steps
+    assert latest_checkpoint(study.inner_run("Connectome[random]", 1)) is None  # one seed by default
+    assert latest_checkpoint(study.inner_run("Connectome[magnitude]", 0)) is None  # the plain Connectome's
+    grown = latest_checkpoint(study.inner_run("Connectome[random]", 0)).masks()
+    random = Connectome.load(study.final_connectome("random")).masks()
+    assert all(torch.equal(grown[n], random[n]) for n in random)
+    assert run_criteria(smoke_preset, study, ["magnitude"], progress=False) == ["Connectome", "RandomConnectome",
+                                                                                "NoConnectome"]

@@ -16,8 +16,12 @@ import pandas as pd
 
 from ..config import PAPER_PRESET, Preset, get_preset
 from ..stats import mean_se
+from ..study import curves as study_curves
+from ..study.conditions import condition_order
+from ..study.generations import parse_condition
+from ..study.layout import StudyLayout
 from ..study.results import COLUMNS as RESULT_COLUMNS
-from ..study.results import select
+from ..study.results import final_rows, select
 
 # The paper's inner loop (2,000 steps x 524,288 tokens = 1,048,576,000) and its token milestones, from its preset.
 _PAPER = get_preset(PAPER_PRESET)
@@ -51,6 +55,25 @@ def milestones(preset: Preset) -> tuple[int, ...]:
     if preset.inner.token_milestones:
         return tuple(sorted({int(m) for m in preset.inner.token_milestones if 0 < m <= total}))
     return scaled_milestones(total)
+
+
+# --- the curves compared -----------------------------------------------------------------------------------------
+
+def inner_curves_of(study: StudyLayout, conditions: Sequence[str], metric: str = "val_loss") -> pd.DataFrame:
+    """The inner loop's ``metric`` curves (``curves.inner_curves``) of ``conditions`` only, e.g. the three
+    conditions beside the ``Connectome[criterion]`` runs; a condition without any logged run is refused by name."""
+    curves = study_curves.inner_curves(study, metric)
+    missing = [c for c in conditions if c not in set(curves["condition"])]
+    if missing:
+        raise ValueError(f"no inner-loop {metric} curves of {missing} under {study.root / 'inner'}: run the inner "
+                         "loop of those conditions first")
+    return curves[curves["condition"].isin(list(conditions))].reset_index(drop=True)
+
+
+def final_summary(curves: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
+    """Each condition's ``metric`` at its seeds' last logged step, mean ± SE over seeds, best (lowest) first."""
+    _require_columns(curves, ["condition", "seed", "step", metric], "curves")
+    return mean_se(final_rows(curves), ["condition"], metric).sort_values("mean", kind="stable").reset_index(drop=True)
 
 
 # --- one curve --------------------------------------------------------------------------------------------------
@@ -169,8 +192,13 @@ def effective_data_multiplier(
     return Multiplier(per_seed, summarize_multiplier(per_seed))
 
 
-def effective_data_multipliers(curves: pd.DataFrame, conditions: Sequence[str], **kwargs) -> pd.DataFrame:
-    """The summaries of :func:`effective_data_multiplier` for several conditions, one tidy frame."""
+def effective_data_multipliers(curves: pd.DataFrame, conditions: Sequence[str] | None = None, **kwargs
+                               ) -> pd.DataFrame:
+    """The summaries of :func:`effective_data_multiplier` for several conditions, one tidy frame; ``conditions``
+    default to every connectome-grown run in ``curves`` (Connectome and each ``Connectome[criterion]``)."""
+    if conditions is None:
+        _require_columns(curves, ["condition"], "curves")
+        conditions = [c for c in condition_order(curves["condition"]) if parse_condition(c)[0] == "Connectome"]
     return pd.concat([effective_data_multiplier(curves, condition=c, **kwargs).summary for c in conditions],
                      ignore_index=True)
 
@@ -189,15 +217,18 @@ def summarize_multiplier(per_seed: pd.DataFrame) -> pd.DataFrame:
 
 # --- benchmarks vs tokens ---------------------------------------------------------------------------------------
 
-def metric_vs_tokens(results: pd.DataFrame, task: str, metric: str, **keys: Any) -> pd.DataFrame:
+def metric_vs_tokens(results: pd.DataFrame, task: str, metric: str, *, conditions: Sequence[str] | None = None,
+                     **keys: Any) -> pd.DataFrame:
     """One benchmark metric per condition, seed and tokens seen, from the tidy results table (e.g. BLiMP ``acc``).
 
     ``task`` is a stored label (``"blimp@50"``) or a task name that matches exactly one stored label. Only overall
     rows are kept (every extra key such as paradigm, subject or layer empty) unless ``keys`` selects one, e.g.
-    ``paradigm="anaphor_gender_agreement"``. Columns: condition, seed, step, tokens, task, metric, value, n.
+    ``paradigm="anaphor_gender_agreement"``; ``conditions`` (default: all) keeps those conditions' rows.
+    Columns: condition, seed, step, tokens, task, metric, value, n.
     """
     _require_columns(results, RESULT_COLUMNS, "results table")
-    return select(results, task, metric, **keys)[RESULT_COLUMNS]
+    df = select(results, task, metric, **keys)[RESULT_COLUMNS]
+    return df if conditions is None else df[df["condition"].isin(list(conditions))].reset_index(drop=True)
 
 
 # --- figures ----------------------------------------------------------------------------------------------------

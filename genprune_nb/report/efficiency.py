@@ -1,13 +1,15 @@
 """Figures of data efficiency: metric vs training tokens with milestones, and the effective data multiplier."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..analysis.efficiency import _require_columns, scaled_milestones
-from .plots import condition_bands, condition_palette, seeds_title, short_count
+from ..analysis.efficiency import _require_columns, metric_vs_tokens, scaled_milestones
+from .paper import pick_task
+from .plots import condition_bands, condition_palette, save, seeds_title, short_count
 
 
 def plot_data_efficiency(curves: pd.DataFrame, value: str = "val_loss", *, milestones: Sequence[float] | None = None,
@@ -67,3 +69,30 @@ def plot_multiplier(summary: pd.DataFrame, *, title: str = "Effective data multi
            ylabel=f"multiplier: {' / '.join(baselines)} tokens ÷ milestone", title=title)
     ax.legend(title="mean ± SE over seeds", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
+
+
+def plot_benchmark_vs_tokens(results: pd.DataFrame, task: str, metric: str, *,
+                             conditions: Sequence[str] | None = None, milestones: Sequence[float] | None = None,
+                             ylabel: str | None = None) -> plt.Figure | None:
+    """A benchmark's ``metric`` against tokens seen (:func:`plot_data_efficiency`) for ``conditions`` (default: all),
+    from the results table: the label :func:`paper.pick_task` picks (the full run, else the largest quick run).
+
+    A study need not have run every benchmark, so no rows give None and a printed note instead of an error.
+    """
+    label = pick_task(results, task)
+    rows = metric_vs_tokens(results, label, metric, conditions=conditions) if label else results.iloc[0:0]
+    if rows.empty:
+        among = f" for {list(conditions)}" if conditions is not None else ""
+        print(f"{task} vs tokens skipped: no {metric!r} rows of task {task!r}{among} in the results table "
+              f"(evaluate it first, e.g. genprune eval --task {task})")
+        return None
+    return plot_data_efficiency(rows, "value", milestones=milestones, ylabel=ylabel or f"{task} {metric}",
+                                title=f"{label} vs tokens seen")
+
+
+def save_benchmark_vs_tokens(results: pd.DataFrame, task: str, metric: str, figures_dir: str | Path, name: str,
+                             **kwargs) -> Path | None:
+    """:func:`plot_benchmark_vs_tokens` saved as ``figures_dir/name.png``; None (and its note) without rows. The
+    figure stays open, so a notebook shows it."""
+    fig = plot_benchmark_vs_tokens(results, task, metric, **kwargs)
+    return save(fig, figures_dir, name) if fig is not None else None

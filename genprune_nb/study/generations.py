@@ -19,7 +19,7 @@ import math
 import re
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -350,3 +350,34 @@ def run_inner_loop(
             study.results.add(rows)
     ctx.barrier()
     return study.model_refs(conditions=list(conditions))
+
+
+def run_criteria(
+    preset: Preset,
+    study: StudyLayout | str | Path,
+    criteria: Sequence[str],
+    *,
+    seeds: tuple[int, ...] | None = None,
+    ctx: DistContext | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Compare pruning criteria: one outer loop per criterion, then ``Connectome[criterion]`` inner runs grown
+    from each connectome; return the conditions to show side by side (``CONDITIONS``, then those runs).
+
+    The preset's own criterion (``preset.outer.criterion``) needs no extra inner run: its connectome is the plain
+    Connectome's. ``seeds`` are the extra runs' inner seeds (default: the preset's first seed, since one seed per
+    criterion is the affordable first look). Everything resumes; an unknown criterion is refused before any run.
+    """
+    study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
+    criteria = list(dict.fromkeys(criteria))
+    unknown = [c for c in criteria if c not in CRITERIA]
+    if unknown:
+        raise ValueError(f"unknown pruning criteria {unknown}; choose from {', '.join(CRITERIA)}")
+    ctx = ctx or init_distributed()
+    for criterion in criteria:
+        run_outer_loop(preset, study, criterion=criterion, ctx=ctx, progress=progress)
+    extra = tuple(f"Connectome[{c}]" for c in criteria if c != preset.outer.criterion)
+    if extra:
+        run_inner_loop(preset, study, conditions=extra, seeds=seeds or preset.inner.seeds[:1], ctx=ctx,
+                       progress=progress)
+    return [*CONDITIONS, *extra]
