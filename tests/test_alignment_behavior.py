@@ -31,6 +31,7 @@ from genprune_nb.alignment.behavior import (
 from genprune_nb.alignment.reading_times import describe, from_table
 from genprune_nb.evals import evaluate
 from genprune_nb.evals.benchmarks.reading_times import reading_time_table
+from genprune_nb.evals.registry import unregister
 from genprune_nb.config import ModelConfig
 from genprune_nb.report.behavior import ceilings, plot_surprisal_vs_rt, token_surprisal_table, word_surprisal_table
 from genprune_nb.study.model_refs import one_per_condition
@@ -163,19 +164,25 @@ def test_a_reading_time_table_becomes_a_benchmark_scored_once_per_checkpoint(fak
                           "rt": [300, 350, 320, 330, 290, 280, 400, 310, 300, 420, 305, 340, 390]})
     rts = from_table(table)
     bench = reading_time_table("old_man_story", table, ceiling=0.8)
-    assert bench.headline == "pearson_r" and bench.ceiling == 0.8 and bench.label({"stories": [1]}) == "old_man_story"
-    refs = fake_study.model_refs(conditions=["Connectome"], final_only=True)
-    options, table = {"counts": Counter({"the": 3}), "n_boot": 50}, ResultsTable(tmp_path / "results.csv")
-    evaluate(refs[:1], ["old_man_story"], table=table, options=options, device="cpu", progress=False)
-    results = evaluate(refs, ["old_man_story"], table=table, options=options, device="cpu", progress=False)
-    got = results[results["task"] == "old_man_story"]
-    assert len(got) == 2 * 8 and set(got["seed"]) == {0, 1} and set(got["step"]) == {20}
-    s = surprisal_for(refs[0].load_model(), rts)
-    assert s.dims == rts.dims and (s.values > 0).all()
-    r0 = got[(got["seed"] == refs[0].seed) & (got["metric"] == "pearson_r")]["value"].item()
-    assert r0 == pytest.approx(pearson_r(s.values, rts.values))
-    fig = plot_surprisal_vs_rt({"Connectome": s}, rts, bins=3)
-    assert len(fig.axes) == 1
+    try:
+        assert bench.headline == "pearson_r" and bench.ceiling == 0.8
+        assert bench.label({"stories": [1]}) == "old_man_story"
+        refs = fake_study.model_refs(conditions=["Connectome"], final_only=True)
+        options, table = {"counts": Counter({"the": 3}), "n_boot": 50}, ResultsTable(tmp_path / "results.csv")
+        evaluate(refs[:1], ["old_man_story"], table=table, options=options, device="cpu", progress=False)
+        results = evaluate(refs, ["old_man_story"], table=table, options=options, device="cpu", progress=False)
+        got = results[results["task"] == "old_man_story"]
+        assert len(got) == 2 * 8 and set(got["seed"]) == {0, 1} and set(got["step"]) == {20}
+        s = surprisal_for(refs[0].load_model(), rts)
+        assert s.dims == rts.dims and (s.values > 0).all()
+        r0 = got[(got["seed"] == refs[0].seed) & (got["metric"] == "pearson_r")]["value"].item()
+        assert r0 == pytest.approx(pearson_r(s.values, rts.values))
+        fig = plot_surprisal_vs_rt({"Connectome": s}, rts, bins=3)
+        assert len(fig.axes) == 1
+    finally:
+        unregister("old_man_story")  # the registry is process-wide: leave it as the other tests expect it
+    with pytest.raises(ValueError, match="unknown benchmark 'old_man_story'"):
+        evaluate(refs, ["old_man_story"], table=table, device="cpu", progress=False)
 
 
 def test_describe_and_ceilings_by_hand():

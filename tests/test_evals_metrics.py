@@ -197,7 +197,7 @@ def test_blimp_overall_is_unweighted_mean_over_paradigms(tmp_path):
 
 
 def test_run_task_registry_with_stub():
-    with pytest.raises(ValueError, match="unknown task 'hellaswog'"):
+    with pytest.raises(ValueError, match="unknown benchmark 'hellaswog'"):
         run_task("hellaswog", BigramStub())
     with pytest.raises(ValueError, match="needs the checkpoints' preset"):
         run_task("val_loss", BigramStub())

@@ -82,6 +82,15 @@ def register(benchmark: Benchmark) -> Benchmark:
     return benchmark
 
 
+def unregister(name: str) -> Benchmark:
+    """Remove benchmark ``name`` (e.g. a table registered in a notebook, before registering it again)."""
+    _discover()
+    try:
+        return _REGISTRY.pop(name)
+    except KeyError:
+        raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(_REGISTRY)}") from None
+
+
 def _discover() -> None:
     """Import every module of the ``benchmarks`` package once; each registers what it defines."""
     global _discovered
