@@ -72,7 +72,7 @@ def inner_curves_of(study: StudyLayout, conditions: Sequence[str], metric: str =
 
 def final_summary(curves: pd.DataFrame, metric: str = "val_loss") -> pd.DataFrame:
     """Each condition's ``metric`` at its seeds' last logged step, mean ± SE over seeds, best (lowest) first."""
-    _require_columns(curves, ["condition", "seed", "step", metric], "curves")
+    require_columns(curves, ["condition", "seed", "step", metric], "curves")
     return mean_se(final_rows(curves), ["condition"], metric).sort_values("mean", kind="stable").reset_index(drop=True)
 
 
@@ -118,7 +118,8 @@ def tokens_to_reach(tokens, losses, target: float) -> float:
 
 # --- the multiplier ---------------------------------------------------------------------------------------------
 
-def _require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """Refuse ``df`` (called ``what`` in the message) unless it has every one of ``columns``."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
@@ -160,7 +161,7 @@ def effective_data_multiplier(
     baseline, milestone, mean, se, n (seeds with a value), lower_bound (any seed a lower bound: then the mean is a
     lower bound too) and n_lower_bound.
     """
-    _require_columns(curves, ["condition", "seed", "tokens", metric], "curves")
+    require_columns(curves, ["condition", "seed", "tokens", metric], "curves")
     present = set(curves["condition"])
     missing = [c for c in (condition, baseline) if c not in present]
     if missing:
@@ -197,7 +198,7 @@ def effective_data_multipliers(curves: pd.DataFrame, conditions: Sequence[str] |
     """The summaries of :func:`effective_data_multiplier` for several conditions, one tidy frame; ``conditions``
     default to every connectome-grown run in ``curves`` (Connectome and each ``Connectome[criterion]``)."""
     if conditions is None:
-        _require_columns(curves, ["condition"], "curves")
+        require_columns(curves, ["condition"], "curves")
         conditions = [c for c in condition_order(curves["condition"]) if parse_condition(c)[0] == "Connectome"]
     return pd.concat([effective_data_multiplier(curves, condition=c, **kwargs).summary for c in conditions],
                      ignore_index=True)
@@ -205,7 +206,7 @@ def effective_data_multipliers(curves: pd.DataFrame, conditions: Sequence[str] |
 
 def summarize_multiplier(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Mean ± SE over seeds of the multiplier per (condition, baseline, milestone), with any lower bound flagged."""
-    _require_columns(per_seed, ["milestone", "multiplier", "lower_bound"], "per-seed multipliers")
+    require_columns(per_seed, ["milestone", "multiplier", "lower_bound"], "per-seed multipliers")
     by = [c for c in ("condition", "baseline") if c in per_seed.columns] + ["milestone"]
     out = mean_se(per_seed, by, "multiplier")
     flags = per_seed.groupby(by, sort=True)["lower_bound"].agg(lower_bound="any", n_lower_bound="sum").reset_index()
@@ -226,7 +227,7 @@ def metric_vs_tokens(results: pd.DataFrame, task: str, metric: str, *, condition
     ``paradigm="anaphor_gender_agreement"``; ``conditions`` (default: all) keeps those conditions' rows.
     Columns: condition, seed, step, tokens, task, metric, value, n.
     """
-    _require_columns(results, RESULT_COLUMNS, "results table")
+    require_columns(results, RESULT_COLUMNS, "results table")
     df = select(results, task, metric, **keys)[RESULT_COLUMNS]
     return df if conditions is None else df[df["condition"].isin(list(conditions))].reset_index(drop=True)
 

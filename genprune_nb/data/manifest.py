@@ -98,7 +98,6 @@ def corpus_shards(data: DataConfig, corpus: str) -> list[Path]:
     return paths
 
 
-
 def shard_files(preset: Preset, corpus: str) -> list[Path]:
     """Token shards of the preset's ``val``, ``large`` (L) or ``small`` (S) corpus, checked against its manifest."""
     return corpus_shards(preset.data, corpus)

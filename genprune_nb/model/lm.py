@@ -35,7 +35,6 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-
 def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
     """bf16 (or fp16) autocast on CUDA; fp32 on CPU."""
     if device.type == "cuda" and dtype != "float32":

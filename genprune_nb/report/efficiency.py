@@ -7,7 +7,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from ..analysis.efficiency import _require_columns, metric_vs_tokens, scaled_milestones
+from ..analysis.efficiency import require_columns, metric_vs_tokens, scaled_milestones
 from .paper import pick_task
 from .plots import condition_bands, condition_palette, save, seeds_title, short_count
 
@@ -19,7 +19,7 @@ def plot_data_efficiency(curves: pd.DataFrame, value: str = "val_loss", *, miles
     ``milestones`` defaults to the paper's scaled to the longest run; ``()`` draws none. Points at 0 tokens are
     left out (log axis). Works for val loss (``curves.inner_curves``) and for ``metric_vs_tokens`` (value="value").
     """
-    _require_columns(curves, ["condition", "seed", "tokens", value], "curves")
+    require_columns(curves, ["condition", "seed", "tokens", value], "curves")
     df = curves[curves["tokens"] > 0]
     if df.empty:
         raise ValueError("curves have no points after 0 tokens to plot on a log axis")
@@ -42,7 +42,7 @@ def plot_multiplier(summary: pd.DataFrame, *, title: str = "Effective data multi
     Milestones where some seed's baseline never reached the condition's loss are drawn as upward triangles: the
     value there is a lower bound. A dashed line marks 1 (no advantage).
     """
-    _require_columns(summary, ["milestone", "mean", "se", "lower_bound"], "multiplier summary")
+    require_columns(summary, ["milestone", "mean", "se", "lower_bound"], "multiplier summary")
     if summary.empty:
         raise ValueError("the multiplier summary is empty")
     df = summary if "condition" in summary.columns else summary.assign(condition="Connectome")

@@ -34,7 +34,6 @@ class ModelRef:
         return {"condition": self.condition, "seed": self.seed, "step": self.step, "tokens": self.tokens}
 
 
-
 def checkpoint_table(refs: Iterable[ModelRef]) -> pd.DataFrame:
     """How many checkpoints each run (condition, seed) has and their first and last step: what will be scored."""
     df = pd.DataFrame([r.ids() for r in refs], columns=["condition", "seed", "step", "tokens"])

@@ -199,7 +199,6 @@ def final_rows(df: pd.DataFrame, by: Sequence[str] = ("condition", "seed")) -> p
     return df[df["step"] == last].reset_index(drop=True)
 
 
-
 def task_label(name: str, limit: int | None = None, **sizes: Any) -> str:
     """The ``task`` value stored in results: the name for a full run; a quick run gets a suffix naming its size, so
     that it never stands in for a full one: ``hellaswag@50`` (``limit`` items), ``brain_encoding@sentences=40``,
