@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="registered benchmarks (language, reading times, brain) of checkpoints")
     p.add_argument("--task", nargs="+", default=["hellaswag", "mmlu", "blimp"],
-                   help="registered benchmarks (genprune_nb.evals.TASKS): val_loss, hellaswag(_lmeval), mmlu, "
+                   help="registered benchmarks (genprune_nb.evals.all_benchmarks()): val_loss, hellaswag(_lmeval), mmlu, "
                         "mmlu_lmeval_0shot, mmlu_lmeval_5shot, blimp, reading_times, brain_encoding, "
                         "brain_encoding_localized")
     p.add_argument("--checkpoint", help="one checkpoint (step_* folder, or a run folder: its latest)")

@@ -17,9 +17,8 @@ from .registry import (Benchmark, Settings, all_benchmarks, get_benchmark, label
                        run_task)
 from .scorer import Request, Score, score
 
-TASKS = all_benchmarks()  # name -> Benchmark, for listing (the registry itself is the source)
 DEFAULT_TASKS = ("hellaswag", "mmlu", "blimp")
 
-__all__ = ["Benchmark", "DEFAULT_TASKS", "TASKS", "DataFormatError", "Request", "Score", "Settings", "all_benchmarks",
+__all__ = ["Benchmark", "DEFAULT_TASKS", "DataFormatError", "Request", "Score", "Settings", "all_benchmarks",
            "base_task", "checkpoint_ref", "evaluate", "get_benchmark", "labels", "prepare", "preset_sizes",
            "register", "run_task", "score", "sweep", "task_label"]
