@@ -72,3 +72,11 @@ def test_evaluate_study_fills_the_table_and_skips_what_is_done(study, monkeypatc
                      final_only=True, progress=False)
     assert prepared == ["hellaswag"]  # the second sweep found everything done and read no data
     assert again.equals(df) and study.results.load().equals(df)
+
+
+def test_a_given_limit_overrides_the_one_in_sizes(study):
+    """``evaluate(..., limit=2, sizes=preset_sizes(preset))``: the preset's budget has its own limit (None on some
+    presets); the one given explicitly is the one scored and stored."""
+    df = evaluate(study, ["hellaswag"], limit=2, sizes={"limit": None}, device="cpu", conditions=["Connectome"],
+                  final_only=True, progress=False)
+    assert set(df["task"]) == {task_label("hellaswag", 2)} and set(df["n"]) == {2}

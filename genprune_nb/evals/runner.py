@@ -98,7 +98,8 @@ def evaluate(
     / run directory (its rows are returned, and added to ``table`` if one is given). Otherwise returns the whole table.
 
     ``limit`` and ``sizes`` (e.g. ``stories``, ``max_words``, ``n_sentences``; see ``registry.preset_sizes``) make a
-    quick run, stored under its own task label. ``options`` go to every benchmark (``stride``, ``n_boot``...).
+    quick run, stored under its own task label; a ``limit`` given here overrides the one in ``sizes``. ``options``
+    go to every benchmark (``stride``, ``n_boot``...).
     What the table already holds for the same checkpoint fingerprint and label is skipped, so an interrupted run
     resumes, and a benchmark's data is read only if some checkpoint still needs it. ``val_loss`` uses the first
     checkpoint's preset and schedule.
@@ -109,7 +110,7 @@ def evaluate(
         raise ValueError("evaluating a list of ModelRefs needs a results table to write to (table=...)")
     names = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
     chosen = [get_benchmark(name) for name in names]  # unknown names fail before any work
-    sizes = {"limit": limit, **(sizes or {})}
+    sizes = {**(sizes or {}), **({"limit": limit} if limit is not None else {})}  # a given limit wins
     device = device or default_device()
     new = []
     for benchmark in chosen:
