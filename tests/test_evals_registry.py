@@ -24,8 +24,10 @@ def test_every_benchmark_is_registered_with_its_facts():
 def test_report_and_paper_read_the_registry():
     from genprune_nb.report import benchmarks as report, paper
 
-    assert report.HEADLINE == {name: b.headline for name, b in all_benchmarks().items()}
-    assert report.CHANCE["mmlu_lmeval_5shot"] == 0.25 and "val_loss" not in report.CHANCE
+    assert {name: report.headline_metric(f"{name}@7") for name in all_benchmarks()} == {
+        name: b.headline for name, b in all_benchmarks().items()}
+    assert report.chance_level("mmlu_lmeval_5shot") == 0.25 and report.chance_level("val_loss") is None
+    assert report.headline_metric("val_loss_curve") is None  # the logged curve is no benchmark
     assert paper.NOISE_CEILING == get_benchmark("brain_encoding").ceiling
 
 

@@ -26,15 +26,26 @@ from ..study.conditions import condition_order
 from ..study.results import COLUMNS, base_task, final_rows, select
 from .plots import condition_bands, seeds_title
 
-HEADLINE = {name: b.headline for name, b in all_benchmarks().items()}  # read from the benchmark registry
-CHANCE = {name: b.chance for name, b in all_benchmarks().items() if b.chance is not None}
 BREAKDOWNS = ("subject", "paradigm", "phenomenon")
+
+
+def headline_metric(task: str) -> str | None:
+    """The headline metric of a stored task label's benchmark (``"hellaswag@20"`` -> ``"acc_norm"``), read from the
+    registry when asked (so a benchmark registered later counts); None for a task no benchmark registers."""
+    benchmark = all_benchmarks().get(base_task(task))
+    return benchmark.headline if benchmark else None
+
+
+def chance_level(task: str) -> float | None:
+    """The chance level of a stored task label's benchmark's headline metric; None where it has none."""
+    benchmark = all_benchmarks().get(base_task(task))
+    return benchmark.chance if benchmark else None
 
 
 def headline(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
     """The headline rows of ``tasks`` (stored labels such as ``"hellaswag"`` or ``"hellaswag@20"``): each task's
     overall score (``results.select``: every extra key empty); a task without rows or headline adds none."""
-    frames = [select(results, t, HEADLINE[base_task(t)], required=False) for t in tasks if base_task(t) in HEADLINE]
+    frames = [select(results, t, headline_metric(t), required=False) for t in tasks if headline_metric(t)]
     return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else results.iloc[0:0][COLUMNS]
 
 
@@ -55,7 +66,7 @@ def figure_table(results: pd.DataFrame, tasks: Sequence[str], digits: int = 4) -
                  for m, se, n in zip(s["mean"], s["se"], s["n"])]
     s["column"] = s["task"] + " " + s["metric"]
     wide = s.pivot(index="condition", columns="column", values="cell")
-    columns = [f"{t} {HEADLINE[base_task(t)]}" for t in tasks if f"{t} {HEADLINE[base_task(t)]}" in wide.columns]
+    columns = [c for c in (f"{t} {headline_metric(t)}" for t in tasks) if c in wide.columns]
     return wide.loc[condition_order(wide.index), columns].rename_axis(index=None, columns=None)
 
 
@@ -68,9 +79,9 @@ def plot_curves(results: pd.DataFrame, tasks: Sequence[str]) -> plt.Figure:
     fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown) + 1.6, 3.2), squeeze=False)
     for task, ax in zip(shown, axes[0]):
         summary = condition_bands(ax, df[df["task"] == task], "value", "step", marker="o")
-        ax.set(xlabel="step", ylabel=HEADLINE[base_task(task)], title=task)
-        if base_task(task) in CHANCE:
-            ax.axhline(CHANCE[base_task(task)], color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="step", ylabel=headline_metric(task), title=task)
+        if chance_level(task) is not None:
+            ax.axhline(chance_level(task), color="grey", lw=0.8, ls=":")
     axes[0][-1].legend(title=seeds_title(summary), loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
@@ -116,7 +127,7 @@ def breakdown(results: pd.DataFrame, task: str, key: str) -> pd.DataFrame:
 
     Rows that also carry a finer key are left out (BLiMP's paradigm rows name their phenomenon too).
     """
-    df = select(results, task, HEADLINE[base_task(task)], overall=False, breakdown=key, required=False)
+    df = select(results, task, headline_metric(task), overall=False, breakdown=key, required=False)
     if key not in df.columns:
         raise ValueError(f"task {task!r} has no {key!r} rows in the results")
     for finer in BREAKDOWNS[: BREAKDOWNS.index(key)]:

@@ -251,7 +251,7 @@ def figure_1b_ii(results: pd.DataFrame, tasks: Sequence[str] | None = None) -> p
         return None
     present = [t for t in tasks if t in set(finals["task"])]
     finals["benchmark"] = [f"{t}\n{m}" for t, m in zip(finals["task"], finals["metric"])]
-    order = [f"{t}\n{report.HEADLINE[base_task(t)]}" for t in present]
+    order = [f"{t}\n{report.headline_metric(t)}" for t in present]
     finals["benchmark"] = pd.Categorical(finals["benchmark"], categories=order, ordered=True)
     fig = plots.condition_bars(finals.sort_values("benchmark"), "benchmark", ylabel="accuracy",
                                title="Figure 1B-ii: benchmarks at the end of the inner loop")
@@ -260,10 +260,10 @@ def figure_1b_ii(results: pd.DataFrame, tasks: Sequence[str] | None = None) -> p
     width = 0.8 / len(conditions)
     marked = False
     for i, t in enumerate(present):
-        chance = report.CHANCE.get(base_task(t))
+        chance = report.chance_level(t)
         if chance is not None:
             ax.hlines(chance, i - 0.45, i + 0.45, colors="grey", linestyles=":", lw=1)
-        ref = PAPER[(PAPER["task"] == base_task(t)) & (PAPER["metric"] == report.HEADLINE[base_task(t)])]
+        ref = PAPER[(PAPER["task"] == base_task(t)) & (PAPER["metric"] == report.headline_metric(t))]
         for k, condition in enumerate(conditions):
             value = ref.loc[ref["condition"] == condition, "value"]
             if len(value):
