@@ -4,6 +4,10 @@ A :class:`Request` holds token ids already split into context and continuation (
 split of DESIGN.md §5: tokens of the context, then tokens of ``" " + continuation``). :func:`score` runs groups of
 requests (the choices of one item) through the model together, right-padded, longest groups first, and returns the
 summed natural-log probability of each continuation and its number of tokens.
+
+Truncation is lm-eval's (HFLM): a request keeps the last ``block_size + 1`` tokens of context + continuation and the
+model reads all but the last of them, so every scored token sees up to ``block_size`` tokens before it. A request
+that fits (at most ``block_size + 1`` tokens) is scored whole, exactly as without truncation.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..model.lm import model_device, next_token_logprobs
+from ..model.lm import IGNORE, model_device, target_logprobs
 from ..tokenizer import EOT, encode
 
 BATCH_SIZE = 32  # sequences per forward; raise it on a GPU
@@ -45,9 +49,12 @@ class Request:
         return cls(tuple(encode(context)), tuple(encode(sep + continuation)))
 
     @classmethod
-    def sentence(cls, text: str) -> "Request":
-        """A whole sentence conditioned on ``<|endoftext|>`` (as a document start), no leading space."""
-        return cls((EOT,), tuple(encode(text)))
+    def sentence(cls, text: str, sep: str = "") -> "Request":
+        """A whole sentence conditioned on ``<|endoftext|>`` (as a document start): the tokens of ``sep + text``.
+
+        No separator is the BabyLM convention; lm-eval puts its target delimiter ``" "`` before the sentence.
+        """
+        return cls((EOT,), tuple(encode(sep + text)))
 
     def __len__(self) -> int:
         return len(self.context) + len(self.continuation)
@@ -65,14 +72,18 @@ class Score(NamedTuple):
         return self.logprob / self.n_tokens
 
 
-def truncate(request: Request, max_len: int) -> list[int]:
-    """Context + continuation ids, the oldest context tokens dropped to fit ``max_len``."""
-    if len(request.continuation) >= max_len:
+def window(request: Request, block_size: int) -> list[int]:
+    """The last ``block_size + 1`` ids of context + continuation: the model reads all but the last of them.
+
+    A continuation of up to ``block_size`` tokens fits (its first token then sees one context token); a longer one
+    is refused.
+    """
+    if len(request.continuation) > block_size:
         raise ValueError(
-            f"continuation of {len(request.continuation)} tokens leaves no context within the model's "
-            f"block size {max_len}"
+            f"continuation of {len(request.continuation)} tokens exceeds the model's block size {block_size}: "
+            "its first tokens could not be scored"
         )
-    return [*request.context, *request.continuation][-max_len:]
+    return [*request.context, *request.continuation][-(block_size + 1):]
 
 
 def _batches(groups: Sequence[Sequence[Request]], order: list[int], batch_size: int) -> list[list[int]]:
@@ -100,32 +111,35 @@ def score(
 ) -> list[list[Score]]:
     """Score every request; the requests of a group (an item's choices) always share a forward pass.
 
-    ``batch_size`` is the number of sequences per forward (a larger group still goes whole). Sequences longer than
-    ``model.config.block_size`` lose their oldest context tokens. Groups are run longest first, to waste little
-    padding and to fail early if memory is short; results come back in input order.
+    ``batch_size`` is the number of sequences per forward (a larger group still goes whole). A request longer than
+    ``model.config.block_size + 1`` tokens loses its oldest context tokens (lm-eval's rule, see the module). Groups
+    are run longest first, to waste little padding and to fail early if memory is short; results come back in input
+    order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not all(groups):
         raise ValueError("every group needs at least one request")
-    max_len = model.config.block_size
+    block_size = model.config.block_size
     device = model_device(model)
-    ids = [[truncate(r, max_len) for r in group] for group in groups]
+    ids = [[window(r, block_size) for r in group] for group in groups]
     order = sorted(range(len(groups)), key=lambda g: -max(len(s) for s in ids[g]))
     out: list[list[Score]] = [[] for _ in groups]
     with tqdm(total=len(groups), desc=desc, disable=not progress, unit="item") as bar:
         for batch in _batches(groups, order, batch_size):
             seqs = [s for g in batch for s in ids[g]]
-            width = max(len(s) for s in seqs)
-            x = torch.full((len(seqs), width), EOT, dtype=torch.long)
+            width = max(len(s) for s in seqs) - 1
+            inputs = torch.full((len(seqs), width), EOT, dtype=torch.long)
+            targets = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
             for i, s in enumerate(seqs):
-                x[i, : len(s)] = torch.tensor(s)
-            lp = next_token_logprobs(model, x.to(device)).cpu()
+                inputs[i, : len(s) - 1] = torch.tensor(s[:-1])
+                targets[i, : len(s) - 1] = torch.tensor(s[1:])
+            lp = target_logprobs(model, inputs.to(device), targets.to(device)).cpu()
             row = 0
             for g in batch:
                 for s, request in zip(ids[g], groups[g]):
                     k = len(request.continuation)
-                    # entry t of lp scores token t+1, so the last k tokens are entries len(s)-1-k .. len(s)-2
+                    # entry t of lp scores s[t+1], so the last k tokens of s are entries len(s)-1-k .. len(s)-2
                     out[g].append(Score(lp[row, len(s) - 1 - k : len(s) - 1].sum().item(), k))
                     row += 1
             bar.update(len(batch))

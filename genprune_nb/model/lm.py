@@ -22,13 +22,26 @@ def next_token_logprobs(
     Padding on the right never changes the values at earlier positions (the model is causal).
     Runs under bf16 autocast on CUDA, fp32 on CPU.
     """
-    with autocast_context(ids.device, dtype):
-        logits, _ = model(ids)
+    # targets shifted left, the last position ignored
+    return target_logprobs(model, ids, F.pad(ids[:, 1:], (0, 1), value=IGNORE), dtype=dtype)[:, :-1]
+
+
+IGNORE = -100  # a target that is not scored (its log-prob reads 0)
+
+
+@torch.no_grad()
+def target_logprobs(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, dtype: str = "bfloat16"
+) -> torch.Tensor:
+    """log P(targets[:, t] | inputs[:, :t+1]) [B, T] fp32, for ``inputs`` and ``targets`` [B, T] on one device.
+
+    ``targets`` equal to ``IGNORE`` give 0. The logits are read as they are, without a copy.
+    """
+    with autocast_context(inputs.device, dtype):
+        logits, _ = model(inputs)
     B, T, V = logits.shape
-    # targets shifted left, the last position ignored: the logits are read as they are, without a copy
-    targets = F.pad(ids[:, 1:], (0, 1), value=-100)
-    nll = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), reduction="none", ignore_index=-100)
-    return -nll.view(B, T)[:, :-1]
+    nll = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), reduction="none", ignore_index=IGNORE)
+    return -nll.view(B, T)
 
 
 def model_device(model: nn.Module) -> torch.device:
