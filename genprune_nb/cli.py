@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="registered benchmarks (language, reading times, brain) of checkpoints")
     p.add_argument("--task", nargs="+", default=["hellaswag", "mmlu", "blimp"],
                    help="registered benchmarks (genprune_nb.evals.all_benchmarks()): val_loss, hellaswag(_lmeval), mmlu, "
-                        "mmlu_lmeval_0shot, mmlu_lmeval_5shot, blimp, reading_times, brain_encoding, "
+                        "mmlu_lmeval_0shot, mmlu_lmeval_5shot, blimp(_lmeval), reading_times, brain_encoding, "
                         "brain_encoding_localized")
     p.add_argument("--checkpoint", help="one checkpoint (step_* folder, or a run folder: its latest)")
     p.add_argument("--out", help="with --checkpoint: also add the rows to this results CSV")
@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-root", help="the study's folder (default: runs/<preset>)")
     p.add_argument("--conditions", nargs="+", help="only these inner-loop conditions")
     p.add_argument("--final-only", action="store_true", help="only the last checkpoint of every run")
-    p.add_argument("--limit", type=int, help="items per benchmark (default: the preset's eval.limit; stored as "
-                                             "task@limit)")
+    p.add_argument("--limit", type=int, help="items per benchmark: N in all round-robin over subjects / paradigms, "
+                                             "the first N of each for the *_lmeval tasks as in lm-eval (default: "
+                                             "the preset's eval.limit; stored as task@limit)")
     p.add_argument("--full", action="store_true",
                    help="score everything, not the preset's eval budget (limit, stories, max_words, n_sentences) "
                         "that the notebooks use by default; rows are stored under the bare benchmark names")

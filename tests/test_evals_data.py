@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from genprune_nb.evals import DataFormatError, blimp, hellaswag, mmlu
-from genprune_nb.evals.datafile import round_robin
+from genprune_nb.evals.datafile import describe_limit, first_per_subset, round_robin, take
 
 GOOD_HS = {"activity_label": "a", "ctx_a": "b", "ctx_b": "c", "ctx": "b c", "endings": ["1", "2", "3", "4"], "label": 0}
 
@@ -102,3 +102,38 @@ def test_round_robin_limit():
     assert round_robin(subsets, 100) == subsets == round_robin(subsets, None)
     with pytest.raises(ValueError, match="limit"):
         round_robin(subsets, 0)
+
+
+def test_per_subset_limit_is_lm_evals_first_n_of_each():
+    subsets = {"a": [1, 2, 3], "b": [4], "c": [5, 6]}
+    assert first_per_subset(subsets, 2) == take(subsets, 2, "per_subset") == {"a": [1, 2], "b": [4], "c": [5, 6]}
+    assert take(subsets, 2, "round_robin") == {"a": [1], "b": [4]}
+    assert first_per_subset(subsets, None) == subsets
+    with pytest.raises(ValueError, match="unknown limit rule 'first'"):
+        take(subsets, 2, "first")
+    with pytest.raises(ValueError, match="limit"):
+        first_per_subset(subsets, 0)
+    assert describe_limit("per_subset", "paradigm") == \
+        "limit N = the first N items of each paradigm (lm-eval's --limit)"
+
+
+def test_blimp_and_mmlu_limits_under_both_rules(tmp_path):
+    (tmp_path / "blimp").mkdir()
+    for uid, n in (("a", 3), ("b", 1), ("c", 2)):
+        write_jsonl(tmp_path / "blimp" / f"{uid}.jsonl",
+                    [{"sentence_good": f"{uid} good {i}.", "sentence_bad": f"{uid} bad {i}.", "UID": uid,
+                      "linguistics_term": "t"} for i in range(n)])
+    lmeval = blimp.pairs(limit=2, root=tmp_path / "blimp", rule="per_subset")
+    assert {k: [p.good for p in v] for k, v in lmeval.items()} == {
+        "a": ["a good 0.", "a good 1."], "b": ["b good 0."], "c": ["c good 0.", "c good 1."]}
+    babylm = blimp.pairs(limit=2, root=tmp_path / "blimp")  # the default: round-robin, 2 in all
+    assert {k: [p.good for p in v] for k, v in babylm.items()} == {"a": ["a good 0."], "b": ["b good 0."]}
+    for split in ("test", "dev"):
+        (tmp_path / "mmlu" / split).mkdir(parents=True)
+    for subject, n in (("x", 3), ("y", 2)):
+        (tmp_path / "mmlu" / "test" / f"{subject}_test.csv").write_text(
+            "".join(f"{subject}{i}?,a,b,c,d,A\n" for i in range(n)))
+    first = mmlu.questions("letters", limit=2, root=tmp_path / "mmlu", rule="per_subset")
+    assert {k: len(v) for k, v in first.items()} == {"x": 2, "y": 2}
+    turns = mmlu.questions("letters", limit=3, root=tmp_path / "mmlu")
+    assert {k: len(v) for k, v in turns.items()} == {"x": 2, "y": 1}

@@ -196,6 +196,47 @@ def test_blimp_overall_is_unweighted_mean_over_paradigms(tmp_path):
     assert rows[0] == {"metric": "acc", "value": 0.5, "n": 4}  # item-weighted would be 0.25
 
 
+def test_blimp_lmeval_convention_spaces_the_sentence_and_counts_a_tie_right(tmp_path):
+    """lm-eval scores " " + sentence after EOT and takes argmax (a tie goes to the good sentence); BabyLM scores the
+    bare sentence and needs good > bad."""
+    def write(uid, good, bad):
+        (tmp_path / f"{uid}.jsonl").write_text(json.dumps({"sentence_good": good, "sentence_bad": bad, "UID": uid,
+                                                           "linguistics_term": "t"}) + "\n")
+    write("spaced", "The cat.", "cat The.")  # only " The" (with its space) is favoured after EOT
+    write("tied", "A dog.", "dog A.")  # nothing favoured: the same three token log-probs, an exact tie
+    stub = BigramStub(bigram={EOT: {" The": 5.0}})
+    assert stub.sequence([EOT], encode(" The cat.")) > stub.sequence([EOT], encode(" cat The."))
+    assert stub.sequence([EOT], encode("The cat.")) == stub.sequence([EOT], encode("cat The."))
+    assert stub.sequence([EOT], encode(" A dog.")) == stub.sequence([EOT], encode(" dog A."))
+    by_paradigm = blimp.pairs(root=tmp_path)
+    lmeval = blimp.evaluate(stub, by_paradigm, blimp.LMEVAL)
+    babylm = blimp.evaluate(stub, by_paradigm)  # the default, the paper's figures
+    assert [(r.get("paradigm"), r["value"]) for r in lmeval] == [(None, 1.0), (None, 1.0), ("spaced", 1.0),
+                                                                  ("tied", 1.0)]
+    assert [(r.get("paradigm"), r["value"]) for r in babylm] == [(None, 0.0), (None, 0.0), ("spaced", 0.0),
+                                                                  ("tied", 0.0)]
+    assert [set(r) for r in lmeval] == [set(r) for r in babylm]  # the same row layout
+
+
+def test_language_benchmarks_declare_their_limit_rule():
+    from genprune_nb.evals import all_benchmarks
+
+    language = {n: b for n, b in all_benchmarks().items() if n.startswith(("hellaswag", "mmlu", "blimp"))}
+    assert {n: b.limit_rule for n, b in language.items()} == {
+        "hellaswag": "round_robin", "hellaswag_lmeval": "per_subset", "mmlu": "round_robin",
+        "mmlu_lmeval_0shot": "per_subset", "mmlu_lmeval_5shot": "per_subset", "blimp": "round_robin",
+        "blimp_lmeval": "per_subset"}
+    assert all("limit N =" in b.description for b in language.values())
+
+
+def test_blimp_lmeval_task_limit_takes_the_first_pairs_of_every_paradigm(external_data_dir):
+    stub = BigramStub(bigram={EOT: {" The": 5.0}})
+    rows = run_task("blimp_lmeval", stub, limit=1)
+    paradigms = [r for r in rows if "paradigm" in r]
+    assert len(paradigms) == 67 and {r["n"] for r in paradigms} == {1} and rows[0]["n"] == 67
+    assert sum(r["n"] for r in run_task("blimp", stub, limit=3) if "paradigm" in r) == 3  # round-robin: 3 in all
+
+
 def test_run_task_registry_with_stub():
     with pytest.raises(ValueError, match="unknown benchmark 'hellaswog'"):
         run_task("hellaswog", BigramStub())

@@ -52,3 +52,5 @@ def test_register_refuses_a_taken_name_and_a_headline_it_does_not_write():
     with pytest.raises(ValueError, match="headline 'f1' is not one of its metrics"):
         register(Benchmark("new_task", "x", lambda s: (lambda m: []), ("acc",), "f1"))
     assert "new_task" not in all_benchmarks()
+    with pytest.raises(ValueError, match="'new_task': unknown limit_rule 'first_n'"):
+        Benchmark("new_task", "x", lambda s: (lambda m: []), ("acc",), "acc", limit_rule="first_n")

@@ -1,8 +1,13 @@
 """BLiMP (Warstadt et al. 2020): 67 paradigms x 1000 minimal pairs of English grammar.
 
-A pair is right iff log P(good) > log P(bad), each whole sentence scored after ``<|endoftext|>`` (a document
-start). Rows: accuracy per paradigm, per phenomenon (the files' ``linguistics_term``, 13 groups; unweighted mean over
-its paradigms) and overall = unweighted mean over paradigms (the BabyLM convention).
+Each whole sentence is scored after ``<|endoftext|>`` (a document start), under one of two conventions:
+
+* ``BABYLM`` (DESIGN.md §5, the paper's figures): the sentence's own tokens, right iff log P(good) > log P(bad);
+* ``LMEVAL`` (lm-eval's ``blimp_*`` tasks): ``" " + sentence`` (its target delimiter), a tie counts as right (>=).
+
+Rows: accuracy per paradigm, per phenomenon (the files' ``linguistics_term``, 13 groups; unweighted mean over
+its paradigms) and overall = unweighted mean over paradigms (the BabyLM convention; lm-eval's group mean over the 67
+equal-sized paradigms is the same number).
 """
 from __future__ import annotations
 
@@ -13,10 +18,25 @@ from typing import Any
 from torch import nn
 
 from ..data import catalog
-from .datafile import DataFormatError, check_limit, read_jsonl, round_robin
+from .datafile import DataFormatError, LimitRule, check_limit, per_subset_cap, read_jsonl, take
 from .scorer import BATCH_SIZE, Request, score
 
 FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term")
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How a pair is scored: the text before each sentence (after ``<|endoftext|>``) and whether a tie is right."""
+
+    separator: str
+    tie_is_right: bool
+
+    def right(self, good: float, bad: float) -> bool:
+        return good >= bad if self.tie_is_right else good > bad
+
+
+BABYLM = Convention(separator="", tie_is_right=False)
+LMEVAL = Convention(separator=" ", tie_is_right=True)
 
 
 @dataclass(frozen=True)
@@ -62,26 +82,30 @@ def load(root: str | Path | None = None) -> dict[str, list[Pair]]:
     return {p.stem: read_paradigm(p) for p in paradigm_files(root)}
 
 
-def pairs(limit: int | None = None, root: str | Path | None = None) -> dict[str, list[Pair]]:
-    """The pairs to evaluate: all, or ``limit`` of them taken round-robin over paradigms (reading no more)."""
+def pairs(limit: int | None = None, root: str | Path | None = None,
+          rule: LimitRule = "round_robin") -> dict[str, list[Pair]]:
+    """The pairs to evaluate: all, or those a ``limit`` picks under ``rule`` (``round_robin``: ``limit`` in all, in
+    turn over paradigms; ``per_subset``: the first ``limit`` of each paradigm), reading no more than needed."""
     check_limit(limit)
     paths = paradigm_files(root)
-    per_file = None if limit is None else -(-limit // len(paths))
-    return round_robin({p.stem: read_paradigm(p, per_file) for p in paths}, limit)
+    cap = per_subset_cap(limit, len(paths), rule)
+    return take({p.stem: read_paradigm(p, cap) for p in paths}, limit, rule)
 
 
 def evaluate(
     model: nn.Module,
     by_paradigm: dict[str, list[Pair]],
+    convention: Convention = BABYLM,
     *,
     batch_size: int = BATCH_SIZE,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Rows ``acc``: overall (mean over paradigms), per phenomenon, per paradigm."""
+    """Rows ``acc`` under ``convention``: overall (mean over paradigms), per phenomenon, per paradigm."""
     flat = [p for ps in by_paradigm.values() for p in ps]
-    groups = [(Request.sentence(p.good), Request.sentence(p.bad)) for p in flat]
+    sep = convention.separator
+    groups = [(Request.sentence(p.good, sep), Request.sentence(p.bad, sep)) for p in flat]
     scores = score(model, groups, batch_size=batch_size, progress=progress, desc="blimp")
-    correct = iter(good.logprob > bad.logprob for good, bad in scores)
+    correct = iter(convention.right(good.logprob, bad.logprob) for good, bad in scores)
     paradigm_rows = []
     for paradigm, ps in by_paradigm.items():
         hits = sum(next(correct) for _ in ps)

@@ -1,13 +1,21 @@
-"""Reading benchmark files: errors that name the file and line, and ``limit`` spread over subsets."""
+"""Reading benchmark files: errors that name the file and line, and the two ways a ``limit`` picks items.
+
+A quick run's ``limit`` N over a benchmark split in subsets (MMLU subjects, BLiMP paradigms; HellaSwag is one):
+
+* ``round_robin`` (the authors' and DESIGN.md tasks): N items in all, taken in turn from each subset;
+* ``per_subset`` (lm-eval's ``--limit``, which applies to every (sub)task): the first N items of each subset.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Iterator, Literal, Mapping, Sequence, TypeVar
 
 from ..errors import GenpruneError
 
 T = TypeVar("T")
+LimitRule = Literal["round_robin", "per_subset"]
+LIMIT_RULES: tuple[LimitRule, ...] = ("round_robin", "per_subset")
 
 
 class DataFormatError(GenpruneError, ValueError):
@@ -54,6 +62,41 @@ def round_robin(subsets: Mapping[str, Sequence[T]], limit: int | None) -> dict[s
                 count += 1
         depth += 1
     return {k: v for k, v in taken.items() if v}
+
+
+def first_per_subset(subsets: Mapping[str, Sequence[T]], limit: int | None) -> dict[str, list[T]]:
+    """The first ``limit`` items of every subset (all of them if ``limit`` is None), as lm-eval's ``--limit``."""
+    check_limit(limit)
+    return {k: list(v[:limit]) for k, v in subsets.items()}
+
+
+def take(subsets: Mapping[str, Sequence[T]], limit: int | None, rule: LimitRule) -> dict[str, list[T]]:
+    """The items a ``limit`` picks under ``rule`` (see the module)."""
+    if rule == "round_robin":
+        return round_robin(subsets, limit)
+    if rule == "per_subset":
+        return first_per_subset(subsets, limit)
+    raise ValueError(f"unknown limit rule {rule!r}; use one of {', '.join(LIMIT_RULES)}")
+
+
+def per_subset_cap(limit: int | None, n_subsets: int, rule: LimitRule) -> int | None:
+    """The most items any one subset can contribute, so a reader can stop early (None: all)."""
+    if limit is None:
+        return None
+    return limit if rule == "per_subset" else -(-limit // n_subsets)
+
+
+def describe_limit(rule: LimitRule, subset: str | None = None) -> str:
+    """How a ``limit`` N picks items, for a benchmark's description (``subset``: "subject", "paradigm"; None for a
+    benchmark that is one set, where both rules take its first N items)."""
+    if rule not in LIMIT_RULES:
+        raise ValueError(f"unknown limit rule {rule!r}; use one of {', '.join(LIMIT_RULES)}")
+    lmeval = " (lm-eval's --limit)" if rule == "per_subset" else ""
+    if subset is None:
+        return f"limit N = the first N items{lmeval}"
+    if rule == "round_robin":
+        return f"limit N = N items in all, taken in turn over the {subset}s"
+    return f"limit N = the first N items of each {subset}{lmeval}"
 
 
 def check_limit(limit: int | None) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..data import catalog
-from .datafile import DataFormatError, round_robin
+from .datafile import DataFormatError, LimitRule, take
 from .multiple_choice import Question, accuracy
 from .scorer import BATCH_SIZE, Request, score
 
@@ -114,10 +114,15 @@ def question(item: Item, fmt: Format = "cloze", shots: list[Item] | None = None)
 
 
 def questions(
-    fmt: Format = "cloze", shots: int = 0, limit: int | None = None, root: str | Path | None = None
+    fmt: Format = "cloze",
+    shots: int = 0,
+    limit: int | None = None,
+    root: str | Path | None = None,
+    rule: LimitRule = "round_robin",
 ) -> dict[str, list[Question]]:
-    """Subject -> test questions in ``fmt`` with ``shots`` dev examples; ``limit`` items taken round-robin."""
-    test = round_robin(load("test", root), limit)
+    """Subject -> test questions in ``fmt`` with ``shots`` dev examples; the items a ``limit`` picks under ``rule``
+    (``round_robin``: ``limit`` in all, in turn over subjects; ``per_subset``: the first ``limit`` of each subject)."""
+    test = take(load("test", root), limit, rule)
     dev = load("dev", root) if shots else {}
     out = {}
     for subject, items in test.items():

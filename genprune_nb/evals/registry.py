@@ -21,6 +21,7 @@ from torch import nn
 
 from ..config import Preset, TrainConfig
 from ..study.results import task_label
+from .datafile import LIMIT_RULES, LimitRule
 from .scorer import BATCH_SIZE
 
 Rows = list[dict[str, Any]]
@@ -48,7 +49,9 @@ class Settings:
 @dataclass(frozen=True)
 class Benchmark:
     """One registered evaluation. ``sizes`` maps each quick-run size it reads (a field of the preset's ``eval``
-    section) to its key in the stored task label (None: written bare, as ``hellaswag@50``; at most one such)."""
+    section) to its key in the stored task label (None: written bare, as ``hellaswag@50``; at most one such).
+    ``limit_rule`` says how a ``limit`` picks items of a benchmark split in subsets (``datafile``: ``round_robin``
+    for the authors' and DESIGN.md tasks, ``per_subset`` for lm-eval's); None where ``limit`` is no item count."""
 
     name: str
     description: str
@@ -58,6 +61,12 @@ class Benchmark:
     chance: float | None = None
     ceiling: float | None = None
     sizes: Mapping[str, str | None] = field(default_factory=lambda: {"limit": None})
+    limit_rule: LimitRule | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit_rule is not None and self.limit_rule not in LIMIT_RULES:
+            raise ValueError(f"benchmark {self.name!r}: unknown limit_rule {self.limit_rule!r}; use one of "
+                             f"{', '.join(LIMIT_RULES)} or None")
 
     def label(self, sizes: Mapping[str, Any] | None = None) -> str:
         """The task label its rows are stored under for these quick-run sizes (only the ones it reads count)."""
