@@ -5,7 +5,7 @@ import torch
 
 from genprune_nb.config import ConfigError, ModelConfig, get_preset
 from genprune_nb.model.gpt import GPT, Rotary, flops_per_token, init_std, rms_norm
-from genprune_nb.training.checkpoint import load_model_state
+from genprune_nb.training.checkpoint import StateDictError, load_model_state
 
 SMOKE = get_preset("smoke").model
 
@@ -43,6 +43,29 @@ def test_state_dict_in_authors_layout_loads_without_renaming():
     # torch.compile'd checkpoints carry an _orig_mod. prefix
     load_model_state(model, {"_orig_mod." + k: v * 2 for k, v in state.items()})
     assert torch.equal(model.lm_head.weight, state["lm_head.weight"] * 2)
+
+
+def authors_frequencies(head_dim: int, base: float = 10000.0) -> torch.Tensor:
+    """Rotary frequencies as the authors' model computes and stores them: in fp32."""
+    return 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+
+
+def test_authors_state_dict_with_rotary_frequencies_loads_and_other_frequencies_are_refused():
+    torch.manual_seed(0)
+    state = {k: torch.randn(s) for k, s in authors_layout(SMOKE).items()}
+    freqs = {f"transformer.h.{i}.attn.rotary.inv_freq": authors_frequencies(SMOKE.head_dim)
+             for i in range(SMOKE.n_layer)}
+    model = GPT(SMOKE)
+    load_model_state(model, {**state, **freqs})
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    load_model_state(model, {"_orig_mod." + k: v for k, v in {**state, **freqs}.items()})  # compiled: prefixed
+    wrong = {**state, **freqs, "transformer.h.1.attn.rotary.inv_freq": authors_frequencies(SMOKE.head_dim, 5e5)}
+    with pytest.raises(StateDictError, match=r"ckpt\.bin: rotary frequencies 'transformer\.h\.1\.attn\.rotary"
+                                             r"\.inv_freq' .* differ from the model's .*rope_base 10000"):
+        load_model_state(model, wrong, "ckpt.bin")
+    short = {**state, "transformer.h.0.attn.rotary.inv_freq": authors_frequencies(SMOKE.head_dim // 2)}
+    with pytest.raises(StateDictError, match="inv_freq"):
+        load_model_state(model, short)
 
 
 def test_init_std_follows_design():

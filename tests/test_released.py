@@ -1,11 +1,12 @@
 """The authors' released models: the hub layout loads, a run exports to it, and released models join a study."""
 import builtins
+import dataclasses
 import json
 import os
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from genprune_nb.config import ModelConfig, get_preset
 from genprune_nb.model.gpt import GPT
@@ -83,6 +84,34 @@ def test_exported_run_loads_back_identically(tmp_path, model):
     (out / "README.md").write_text("card")
     export_released(GPT(CFG, seed=1), out)
     assert (out / "README.md").exists() and same_logits(GPT(CFG, seed=1), load_released(out))
+
+
+def test_authors_rotary_buffers_are_checked_and_dropped(tmp_path, model):
+    folder = hub_folder(tmp_path / "m", model)
+    state = {**model.state_dict(), "transformer.h.0.attn.rotary.inv_freq":
+             1.0 / (10000 ** (torch.arange(0, CFG.head_dim, 2).float() / CFG.head_dim))}
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    assert same_logits(model, load_released(folder))
+    state["transformer.h.0.attn.rotary.inv_freq"] = state["transformer.h.0.attn.rotary.inv_freq"] * 2
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    with pytest.raises(ReleasedModelError, match=r"model\.safetensors: rotary frequencies .* differ"):
+        load_released(folder)
+
+
+def test_tied_model_exports_and_reloads_tied(tmp_path):
+    tied = GPT(dataclasses.replace(CFG, tie_embeddings=True), seed=3).eval()
+    out = export_released(tied, tmp_path / "tied")
+    assert json.loads((out / "config.json").read_text())["tie_embeddings"] is True
+    back = load_released(out)
+    assert back.config.tie_embeddings
+    assert back.lm_head.weight is back.transformer.wte.weight
+    assert back.lm_head.weight.data_ptr() == back.transformer.wte.weight.data_ptr()
+    assert same_logits(tied, back)
+    state = load_file(str(out / "model.safetensors"))  # the head is stored too, for the authors' untied loader
+    state["lm_head.weight"] = state["lm_head.weight"] + 1
+    save_file(state, str(out / "model.safetensors"))
+    with pytest.raises(ReleasedModelError, match="lm_head.weight differs from transformer.wte.weight"):
+        load_released(out)
 
 
 def test_bias_missing_and_misshapen_weights_are_refused(tmp_path, model):

@@ -26,7 +26,8 @@ class Rotary(nn.Module):
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
         angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
-        # buffers are not in the state dict, so checkpoints stay compatible with the authors'
+        # buffers are not in the state dict (the authors' model stores inv_freq; loading checks it against this one)
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 

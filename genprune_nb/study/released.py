@@ -30,7 +30,8 @@ from ..config import PAPER_PRESET, ConfigError, ModelConfig, Preset, get_preset
 from ..errors import GenpruneError
 from ..model.gpt import GPT
 from ..storage import atomic
-from ..training.checkpoint import Checkpoint, latest_checkpoint, resolve_checkpoint, save_checkpoint, unwrap
+from ..training.checkpoint import (Checkpoint, StateDictError, latest_checkpoint, model_weights, resolve_checkpoint,
+                                   save_checkpoint, tie_head, unwrap)
 from .layout import StudyLayout, inner_run_identity
 from .model_refs import ModelRef
 
@@ -53,9 +54,6 @@ _OPTIONAL_KEYS = ("tie_embeddings", "rope_base", "norm_eps", "init_std")  # Mode
 _METADATA_KEYS = {"architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path", "auto_map"}
 _WEIGHT_CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                       "pytorch_model.bin.index.json")
-_PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
-# buffers some GPT implementations keep in their state dict; they hold no learnt weights
-_BUFFERS = re.compile(r"(^|\.)(attn\.bias|attn\.masked_bias|rotary\.(inv_freq|cos|sin|cos_cached|sin_cached))$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -84,10 +82,13 @@ def load_released(
     folder = resolve_source(source, revision=revision, cache_dir=cache_dir)
     cfg = read_config(folder)
     model = GPT(cfg)
-    state, weights_file = read_weights(folder)
-    check_state(model, state, weights_file)
-    if cfg.tie_embeddings:
-        state.setdefault("lm_head.weight", state["transformer.wte.weight"])
+    raw, weights_file = read_weights(folder)
+    try:
+        state = model_weights(model, raw, weights_file)
+        check_state(model, state, weights_file)
+        tie_head(model, state, weights_file)
+    except StateDictError as err:
+        raise ReleasedModelError(str(err)) from None
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
@@ -155,8 +156,9 @@ def read_config(folder: str | Path) -> ModelConfig:
         raise ReleasedModelError(f"{file}: {err}") from None
 
 
-def read_weights(folder: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
-    """(state dict with wrapper prefixes and non-weight buffers removed, the file it came from)."""
+def read_weights(folder: str | Path) -> tuple[dict[str, Any], Path]:
+    """(the state dict as stored, all shards merged; the file it came from). ``training.checkpoint.model_weights``
+    reduces it to the weights of a model."""
     folder = Path(folder)
     file = next((folder / n for n in _WEIGHT_CANDIDATES if (folder / n).is_file()), None)
     if file is None:
@@ -171,7 +173,7 @@ def read_weights(folder: str | Path) -> tuple[dict[str, torch.Tensor], Path]:
             state.update(_read_file(folder / shard))
     else:
         state = _read_file(file)
-    return clean_state(state, file), file
+    return state, file
 
 
 def _read_file(file: Path) -> dict[str, Any]:
@@ -190,23 +192,6 @@ def _read_file(file: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ReleasedModelError(f"{file} holds a {type(state).__name__}, not a state dict")
     return state
-
-
-def clean_state(state: Mapping[str, Any], file: str | Path) -> dict[str, torch.Tensor]:
-    """Strip ``_orig_mod.`` / ``module.`` prefixes, drop known non-weight buffers, refuse anything not a tensor."""
-    clean: dict[str, torch.Tensor] = {}
-    for name, value in state.items():
-        key = name
-        while key.startswith(_PREFIXES):
-            key = key[len(next(p for p in _PREFIXES if key.startswith(p))):]
-        if _BUFFERS.search(key):
-            continue
-        if not torch.is_tensor(value):
-            raise ReleasedModelError(f"{file}: entry {name!r} is a {type(value).__name__}, not a tensor")
-        if key in clean:
-            raise ReleasedModelError(f"{file}: {name!r} and another entry both name the parameter {key!r}")
-        clean[key] = value
-    return clean
 
 
 def check_state(model: nn.Module, state: Mapping[str, torch.Tensor], file: str | Path) -> None:
@@ -246,7 +231,8 @@ def _listing(folder: str | Path) -> str:
 
 
 def export_released(model_or_checkpoint: nn.Module | Checkpoint | str | Path, out_dir: str | Path) -> Path:
-    """Write ``config.json`` (dropout 0.0, bias false) and ``model.safetensors`` (authors' names) to ``out_dir``.
+    """Write ``config.json`` (dropout 0.0, bias false; ``tie_embeddings`` true for a tied head, so it reloads tied)
+    and ``model.safetensors`` (authors' names) to ``out_dir``.
 
     Accepts a GPT (also under DDP / torch.compile), a Checkpoint, a checkpoint directory or a run directory (its
     latest checkpoint). A new ``out_dir`` appears complete in one rename; into an existing folder (a hub clone with
@@ -261,7 +247,9 @@ def export_released(model_or_checkpoint: nn.Module | Checkpoint | str | Path, ou
                                      f"{getattr(authors, name)}; their config.json has no field for it")
     config = {"vocab_size": cfg.vocab_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
               "block_size": cfg.block_size, "dropout": 0.0, "bias": False}
-    # every name stored on its own (a tied head is written as a copy: the authors' model is untied)
+    if cfg.tie_embeddings:  # recorded so that load_released ties it again (the authors' loader ignores the field)
+        config["tie_embeddings"] = True
+    # every name stored on its own (a tied head is written as a copy too: the authors' model is untied)
     state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
     out_dir = Path(out_dir)
     if not out_dir.exists():

@@ -16,7 +16,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -25,7 +25,7 @@ from torch import nn
 
 from ..config import Preset, TrainConfig
 from ..errors import GenpruneError
-from ..model.gpt import GPT
+from ..model.gpt import GPT, Rotary
 from ..storage import atomic, hashing
 from . import provenance
 
@@ -33,11 +33,19 @@ _NAME = re.compile(r"^step_(\d{6,})$")
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULE = "schedule"  # the state.json field holding the TrainConfig the run trained on
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
+ROTARY_FREQUENCIES = "inv_freq"  # the authors' Rotary keeps its frequencies in the state dict
+# buffers other GPT implementations keep in their state dict: no learnt weights, nothing to check
+_NON_WEIGHTS = re.compile(r"(^|\.)(attn\.bias|attn\.masked_bias|rotary\.(cos|sin|cos_cached|sin_cached))$")
+_FREQUENCY_RTOL = 1e-5  # the authors compute them in fp32, this model in fp64
 T = TypeVar("T")
 
 
 class CheckpointError(GenpruneError, RuntimeError):
     """A checkpoint directory is missing or incomplete; the message names it."""
+
+
+class StateDictError(GenpruneError, ValueError):
+    """A state dict holds something that is no weight of the model; the message names its source and the entry."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -59,18 +67,69 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load a state dict in the authors' layout; strips torch.compile / DDP prefixes, allows a tied head."""
-    clean = {}
-    for name, tensor in state.items():
-        for prefix in _PREFIXES:
-            if name.startswith(prefix):
-                name = name[len(prefix):]
-        clean[name] = tensor
-    model = unwrap(model)
-    if getattr(model, "config", None) is not None and model.config.tie_embeddings:
-        clean.setdefault("lm_head.weight", clean.get("transformer.wte.weight"))
-    model.load_state_dict(clean, strict=True)
+def load_model_state(model: nn.Module, state: Mapping[str, Any], source: str | Path = "state dict") -> None:
+    """Load a state dict in the authors' layout (theirs or ours): :func:`model_weights`, then a tied head, then a
+    strict load (a missing or misshapen weight raises torch's RuntimeError). ``source`` names it in errors."""
+    clean = model_weights(model, state, source)
+    tie_head(model, clean, source)
+    unwrap(model).load_state_dict(clean, strict=True)
+
+
+def model_weights(model: nn.Module, state: Mapping[str, Any], source: str | Path = "state dict") -> dict[str, Any]:
+    """``state`` reduced to weights: ``_orig_mod.`` / ``module.`` prefixes stripped, rotary frequencies (any key
+    ending in ``inv_freq``, which the authors' model stores) checked against the model's own and dropped, other
+    known non-weight buffers (nanoGPT's causal mask, cached cos / sin) dropped. A non-tensor entry, two entries of one
+    name, or frequencies other than the model's are refused (:class:`StateDictError`)."""
+    clean: dict[str, torch.Tensor] = {}
+    for name, value in state.items():
+        key = name
+        while key.startswith(_PREFIXES):
+            key = key[len(next(p for p in _PREFIXES if key.startswith(p))):]
+        if not torch.is_tensor(value):
+            raise StateDictError(f"{source}: entry {name!r} is a {type(value).__name__}, not a tensor")
+        if key.split(".")[-1] == ROTARY_FREQUENCIES:
+            check_rotary_frequencies(model, name, value, source)
+            continue
+        if _NON_WEIGHTS.search(key):
+            continue
+        if key in clean:
+            raise StateDictError(f"{source}: {name!r} and another entry both name the parameter {key!r}")
+        clean[key] = value
+    return clean
+
+
+def check_rotary_frequencies(model: nn.Module, name: str, value: torch.Tensor, source: str | Path) -> None:
+    """Refuse stored rotary frequencies ``value`` (entry ``name``) that differ from those the model computes."""
+    own = next((m.inv_freq for m in unwrap(model).modules() if isinstance(m, Rotary)), None)
+    if own is None:
+        raise StateDictError(f"{source}: entry {name!r} holds rotary frequencies, but the model has no rotary "
+                             "embedding")
+    own = own.detach().cpu().double()
+    stored = value.detach().cpu().double()
+    if stored.shape != own.shape or not torch.allclose(stored, own, rtol=_FREQUENCY_RTOL, atol=0.0):
+        cfg = getattr(unwrap(model), "config", None)
+        which = f" (head_dim {cfg.head_dim}, rope_base {cfg.rope_base})" if cfg is not None else ""
+        raise StateDictError(f"{source}: rotary frequencies {name!r} {_preview(stored)} differ from the model's "
+                             f"{_preview(own)}{which}: the checkpoint was trained with another head size or RoPE base")
+
+
+def _preview(t: torch.Tensor) -> str:
+    head = ", ".join(f"{v:.6g}" for v in t.flatten()[:3].tolist())
+    return f"[{head}{', ...' if t.numel() > 3 else ''}] ({t.numel()} values)"
+
+
+def tie_head(model: nn.Module, state: dict[str, Any], source: str | Path = "state dict") -> None:
+    """For a model with a tied head: fill in ``lm_head.weight`` from ``transformer.wte.weight`` (stored once), or
+    refuse a stored head that differs from the embedding (a tied model cannot hold both)."""
+    config = getattr(unwrap(model), "config", None)
+    if config is None or not config.tie_embeddings or "transformer.wte.weight" not in state:
+        return
+    wte, head = state["transformer.wte.weight"], state.get("lm_head.weight")
+    if head is None:
+        state["lm_head.weight"] = wte
+    elif head.shape != wte.shape or not torch.equal(head, wte):
+        raise StateDictError(f"{source}: lm_head.weight differs from transformer.wte.weight, but the model ties "
+                             "them (model.tie_embeddings); load it into an untied model")
 
 
 @dataclass(frozen=True)
@@ -154,7 +213,7 @@ def _load_weights(file: Path, model: nn.Module, run_preset: Preset) -> None:
     """Load ``file`` into ``model``; weights of another shape name the model fields in which the run differs."""
     state = _read(file, load_file)
     try:
-        load_model_state(model, state)
+        load_model_state(model, state, file)
     except RuntimeError as e:
         config = getattr(unwrap(model), "config", None)
         differ = [f"model.{name}: {value} in the run, {getattr(config, name)} now"
