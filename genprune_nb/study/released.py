@@ -30,8 +30,16 @@ from ..config import PAPER_PRESET, ConfigError, ModelConfig, Preset, get_preset
 from ..errors import GenpruneError
 from ..model.gpt import GPT
 from ..storage import atomic
-from ..training.checkpoint import (Checkpoint, StateDictError, latest_checkpoint, model_weights, resolve_checkpoint,
-                                   save_checkpoint, tie_head, unwrap)
+from ..training.checkpoint import (
+    Checkpoint,
+    StateDictError,
+    latest_checkpoint,
+    model_weights,
+    resolve_checkpoint,
+    save_checkpoint,
+    tie_head,
+    unwrap,
+)
 from .layout import StudyLayout, inner_run_identity
 from .model_refs import ModelRef
 
