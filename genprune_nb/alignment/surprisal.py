@@ -93,11 +93,11 @@ def words_from_token_logprobs(
         raise ValueError(f"{len(lp)} log-probs for {len(spans)} token offsets; give one (start, end) per token")
     bad = np.flatnonzero((spans[:, 1] <= spans[:, 0]) | (spans[:, 0] < 0) | (spans[:, 1] > text_end))
     if len(bad):
-        raise ValueError(f"token {bad[0]} has offsets {tuple(spans[bad[0]])}, not a non-empty span of the "
+        raise ValueError(f"token {bad[0]} has offsets {tuple(spans[bad[0]].tolist())}, not a non-empty span of the "
                          f"{text_end}-character text")
     bad = np.flatnonzero(~np.isfinite(lp) | (lp > 0))
     if len(bad):
-        raise ValueError(f"token {bad[0]} has log-prob {lp[bad[0]]!r}; log-probs must be finite and <= 0")
+        raise ValueError(f"token {bad[0]} has log-prob {float(lp[bad[0]])!r}; log-probs must be finite and <= 0")
     owner = owner_of_tokens(np.cumsum([len(r) for r in regions]), spans[:, 1])
     return sum_over_words(-lp / math.log(2), owner, len(words))
 
