@@ -32,15 +32,15 @@ from genprune_nb.alignment.behavior import (
     surprisal_from_tokens,
     surprisals,
 )
-from genprune_nb.alignment.reading_times import describe, from_table
+from genprune_nb.alignment.reading_times import describe, from_table, story_words
+from genprune_nb.config import ModelConfig
 from genprune_nb.evals import evaluate
 from genprune_nb.evals.benchmarks.reading_times import reading_time_table
 from genprune_nb.evals.registry import unregister
-from genprune_nb.config import ModelConfig
 from genprune_nb.report.behavior import ceilings, plot_surprisal_vs_rt, token_surprisal_table, word_surprisal_table
 from genprune_nb.study.model_refs import one_per_condition
-from genprune_nb.tokenizer import encode
 from genprune_nb.study.results import ResultsTable
+from genprune_nb.tokenizer import encode
 
 X = [1.0, 2.0, 3.0, 4.0, 5.0]
 Y = [2.0, 1.0, 4.0, 3.0, 6.0]
@@ -341,12 +341,10 @@ def test_surprisal_from_another_models_token_logprobs_matches_our_own():
     rts = from_table(pd.DataFrame({"word": ["The", "extraordinary", "cat", "sat.", "Then", "it", "left."],
                                    "rt": [1.0, 2, 3, 4, 5, 6, 7], "story": [1, 1, 1, 1, 2, 2, 2]}), story="story")
     tokens = {}
-    for story in (1, 2):
-        text = story_text(rts, story)
-        ids, _ = tokenize_words(*[list(v) for v in zip(*[(w, sep) for w, sep in zip(
-            rts["word"].values[rts["story"].values == story], rts["separator"].values[rts["story"].values == story])])])
-        ends = np.cumsum([len(decode([t])) for t in ids])
-        assert ends[-1] == len(text)
+    for story, words, seps in story_words(rts):
+        ids, _ = tokenize_words(words, seps)
+        ends = np.cumsum([len(decode([t])) for t in ids])  # character offsets, as a tokenizer's offset mapping
+        assert ends[-1] == len(story_text(rts, story))
         tokens[story] = (token_logprobs(Uniform(), [EOT, *ids]), list(zip(np.r_[0, ends[:-1]], ends)))
     theirs, ours = surprisal_from_tokens(rts, tokens), surprisal_for(Uniform(), rts)
     np.testing.assert_allclose(theirs.values, ours.values)

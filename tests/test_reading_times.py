@@ -82,7 +82,8 @@ def test_from_table_keeps_input_order_index_and_extra_columns():
 
 
 def test_words_without_a_reading_time_are_context_not_scored():
-    table = pd.DataFrame({"word": ["Once", "upon", "a", "time.", "There", "was"], "rt": [None, 300, 280, 350, None, 310],
+    table = pd.DataFrame({"word": ["Once", "upon", "a", "time.", "There", "was"],
+                          "rt": [None, 300, 280, 350, None, 310],
                           "sd": [np.nan, 90, 80, 100, np.nan, 95], "n": [np.nan, 40, 40, 40, np.nan, 40]})
     rts = from_table(table, sd="sd", n_readers="n")
     assert rts.sizes[DIM] == 6 and np.isnan(rts.values[[0, 4]]).all()  # still in the text, not scored
