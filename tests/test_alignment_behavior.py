@@ -17,26 +17,30 @@ from genprune_nb.alignment.behavior import (
     compare_fits,
     compare_regressions,
     final_scores,
+    heldout_gain,
     log_frequency,
     metric_rows,
     normalize_word,
     pearson_r,
     predictors,
+    punctuation,
     regress,
     reliability,
     score,
+    story_text,
     surprisal_for,
+    surprisal_from_tokens,
     surprisals,
 )
-from genprune_nb.alignment.reading_times import describe, from_table
+from genprune_nb.alignment.reading_times import describe, from_table, story_words
+from genprune_nb.config import ModelConfig
 from genprune_nb.evals import evaluate
 from genprune_nb.evals.benchmarks.reading_times import reading_time_table
 from genprune_nb.evals.registry import unregister
-from genprune_nb.config import ModelConfig
 from genprune_nb.report.behavior import ceilings, plot_surprisal_vs_rt, token_surprisal_table, word_surprisal_table
 from genprune_nb.study.model_refs import one_per_condition
-from genprune_nb.tokenizer import encode
 from genprune_nb.study.results import ResultsTable
+from genprune_nb.tokenizer import encode
 
 X = [1.0, 2.0, 3.0, 4.0, 5.0]
 Y = [2.0, 1.0, 4.0, 3.0, 6.0]
@@ -91,16 +95,20 @@ def test_word_frequency():
     np.testing.assert_allclose(log_frequency(["The", "cat.", "dog"], counts), np.log([8 / 10, 2 / 10, 1 / 10]))
 
 
+TOKENS = {"a": 1, "the": 1, "cat.": 2, "window,": 2, "extraordinary": 3}  # a made-up tokenizer's counts
+
+
 def _synthetic(n=288, seed=0):
     """Reading times that depend on surprisal (10 ms/bit) and length; 3 stories of 16 six-word sentences."""
     rng = np.random.default_rng(seed)
-    words = rng.choice(["a", "the", "cat", "window", "extraordinary"], size=n)
+    words = rng.choice(list(TOKENS), size=n)
     s = rng.gamma(2.0, 3.0, size=n)
     rt = 250 + 10 * s + 8 * np.char.str_len(words.astype(str)) + rng.normal(0, 20, size=n)
     table = pd.DataFrame({"word": words, "rt": rt, "story": np.repeat([1, 2, 3], n // 3),
                           "sent": np.arange(n) // 6, "sd": 100.0, "n": 50})
     rts = from_table(table, story="story", sentence="sent", sd="sd", n_readers="n")
-    return rts, rts.copy(data=s).rename("surprisal")
+    surprisal = rts.copy(data=s).rename("surprisal")
+    return rts, surprisal.assign_coords(n_tokens=("presentation", [TOKENS[w] for w in words]))
 
 
 def test_regression_gain_by_hand():
@@ -110,10 +118,11 @@ def test_regression_gain_by_hand():
     assert np.isnan(frame["previous_surprisal"].to_numpy()[[0, 96, 192]]).all()
     fit = regress(frame)
     assert fit.n == 285 and fit.full.params["surprisal"] == pytest.approx(10, abs=1)
-    data = frame.dropna()
+    data = frame.dropna(subset=["previous_surprisal"])
+    assert data["punctuation"].tolist() == [int(w in ("cat.", "window,")) for w in data["word"]]
     r2 = {}
-    for name, cols in (("base", ["length", "log_frequency", "position", "previous_surprisal"]),
-                       ("full", ["length", "log_frequency", "position", "previous_surprisal", "surprisal"])):
+    base = ["length", "log_frequency", "position", "previous_surprisal", "n_tokens", "punctuation"]
+    for name, cols in (("base", base), ("full", [*base, "surprisal"])):
         design = np.column_stack([np.ones(len(data)), data[cols].to_numpy()])
         resid = data["rt"].to_numpy() - design @ np.linalg.lstsq(design, data["rt"].to_numpy(), rcond=None)[0]
         r2[name] = 1 - (resid**2).sum() / ((data["rt"] - data["rt"].mean()) ** 2).sum()
@@ -132,6 +141,11 @@ def test_regression_gain_by_hand():
 def test_score_rows_and_brainscore():
     rts, s = _synthetic()
     rows = {r["metric"]: r for r in score(s, rts, counts=Counter({"the": 1}), ceiling_value=0.8, n_boot=100)}
+    assert rows["delta_loglik_low"]["value"] < rows["delta_loglik"]["value"] < rows["delta_loglik_high"]["value"]
+    assert rows["delta_r2_low"]["value"] < rows["delta_r2"]["value"] < rows["delta_r2_high"]["value"]
+    assert rows["delta_loglik"]["n"] == 285  # each story's first word has no previous surprisal
+    unknown = {r["metric"] for r in score(s, rts, counts=Counter({"a": 1}), ceiling_value=None, n_boot=10)}
+    assert "brainscore" not in unknown and "pearson_r" in unknown  # no ceiling known: no normalised score
     later = ~rts["first_in_sentence"].values
     assert rows["pearson_r"]["value"] == pytest.approx(pearson_r(s.values, rts.values))
     assert rows["pearson_r_low"]["value"] < rows["pearson_r"]["value"] < rows["pearson_r_high"]["value"]
@@ -165,14 +179,14 @@ def test_a_reading_time_table_becomes_a_benchmark_scored_once_per_checkpoint(fak
     rts = from_table(table)
     bench = reading_time_table("old_man_story", table, ceiling=0.8)
     try:
-        assert bench.headline == "pearson_r" and bench.ceiling == 0.8
+        assert bench.headline == "delta_loglik" and bench.ceiling == 0.8
         assert bench.label({"stories": [1]}) == "old_man_story"
         refs = fake_study.model_refs(conditions=["Connectome"], final_only=True)
         options, table = {"counts": Counter({"the": 3}), "n_boot": 50}, ResultsTable(tmp_path / "results.csv")
         evaluate(refs[:1], ["old_man_story"], table=table, options=options, device="cpu", progress=False)
         results = evaluate(refs, ["old_man_story"], table=table, options=options, device="cpu", progress=False)
         got = results[results["task"] == "old_man_story"]
-        assert len(got) == 2 * 8 and set(got["seed"]) == {0, 1} and set(got["step"]) == {20}
+        assert len(got) == 2 * 12 and set(got["seed"]) == {0, 1} and set(got["step"]) == {20}
         s = surprisal_for(refs[0].load_model(), rts)
         assert s.dims == rts.dims and (s.values > 0).all()
         r0 = got[(got["seed"] == refs[0].seed) & (got["metric"] == "pearson_r")]["value"].item()
@@ -239,3 +253,106 @@ def test_surprisals_of_one_model_per_condition(fake_study):
     np.testing.assert_array_equal(out["NoConnectome"].values, expected.values)
     assert (finals["NoConnectome"].seed, finals["NoConnectome"].step) == (0, 20)
 
+
+
+def test_heldout_gain_equals_an_sklearn_cross_validation():
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import KFold
+
+    rts, s = _synthetic()
+    frame = predictors(rts, s, Counter({"the": 50, "a": 40, "cat": 5}))
+    base = ["length", "log_frequency", "position", "previous_surprisal", "n_tokens", "punctuation"]
+    gain = heldout_gain(frame, base, folds=5, n_boot=200)
+    data = frame.dropna(subset=["previous_surprisal"])
+    y, loglik, sse = data["rt"].to_numpy(), {}, {}
+    for name, cols in (("base", base), ("full", [*base, "surprisal"])):
+        x, ll, err = data[cols].to_numpy(), np.empty(len(y)), np.empty(len(y))
+        for train, test in KFold(5).split(x):  # contiguous folds, no shuffling
+            fit = LinearRegression().fit(x[train], y[train])
+            var = np.mean((y[train] - fit.predict(x[train])) ** 2)
+            err[test] = (y[test] - fit.predict(x[test])) ** 2
+            ll[test] = -0.5 * np.log(2 * np.pi * var) - err[test] / (2 * var)
+        loglik[name], sse[name] = ll.sum(), err.sum()
+    assert gain.n == 285
+    assert gain.delta_loglik == pytest.approx(loglik["full"] - loglik["base"])
+    assert gain.delta_r2 == pytest.approx((sse["base"] - sse["full"]) / ((y - y.mean()) ** 2).sum())
+    assert gain.delta_loglik_ci[0] < gain.delta_loglik < gain.delta_loglik_ci[1]
+    with pytest.raises(ValueError, match=r"baseline predictor\(s\) \['zipf'\]"):
+        heldout_gain(frame, ["length", "zipf"])
+
+
+def _token_counted_story(n=3000, seed=0):
+    """Reading times driven by token count (25 ms/token), punctuation (40 ms/char) and a hidden signal (12 ms/unit)
+    the token count does not carry; the token counts and punctuation sit in the words themselves."""
+    rng = np.random.default_rng(seed)
+    n_tokens = rng.integers(1, 5, size=n)
+    marks = rng.choice(["", "", "", ",", "."], size=n)
+    words = np.array([f"w{'x' * int(rng.integers(0, 9))}{m}" for m in marks])
+    signal = rng.gamma(2.0, 2.0, size=n)
+    rt = 250 + 25 * n_tokens + 40 * (np.char.str_len(marks.astype(str)) > 0) + 12 * signal + rng.normal(0, 40, n)
+    rts = from_table(pd.DataFrame({"word": words, "rt": rt}))
+    return rts, n_tokens, signal, rng
+
+
+def test_a_token_counter_gains_nothing_over_the_baseline_while_real_signal_does():
+    rts, n_tokens, signal, rng = _token_counted_story()
+    counts = Counter({"w": 10, "wx": 5})
+
+    def as_surprisal(values):
+        return rts.copy(data=values).rename("surprisal").assign_coords(n_tokens=("presentation", n_tokens))
+
+    counter = as_surprisal(6.0 * n_tokens + rng.normal(0, 1.0, size=len(n_tokens)))
+    model = as_surprisal(6.0 * n_tokens + signal + rng.normal(0, 1.0, size=len(n_tokens)))
+    rows = {label: {r["metric"]: r["value"] for r in score(s, rts, counts=counts, ceiling_value=None, n_boot=300)}
+            for label, s in (("counter", counter), ("model", model))}
+    assert rows["counter"]["pearson_r"] > 0.3  # the raw r rewards counting tokens ...
+    assert abs(rows["counter"]["delta_loglik"]) < 5  # ... the gain over the baseline does not: held out, a
+    assert -5 < rows["counter"]["delta_loglik_low"] < rows["counter"]["delta_loglik_high"] < 1  # useless extra
+    assert -0.005 < rows["counter"]["delta_r2_low"] < rows["counter"]["delta_r2_high"] < 0.001  # predictor costs a bit
+    assert rows["model"]["delta_loglik_low"] > 50 and rows["model"]["delta_r2_low"] > 0.02
+
+
+def test_baselines_are_chosen_by_column_name_including_kept_columns():
+    rts, s = _synthetic()
+    table = rts.to_dataframe().reset_index(drop=True).assign(zipf=-np.asarray(s.values))
+    kept = from_table(table, word="word", rt="reading_time", story="story", keep=["zipf"])
+    frame = predictors(kept, s, Counter({"the": 1}))
+    np.testing.assert_array_equal(frame["zipf"], -s.values)
+    fit = regress(frame, ["zipf"])
+    assert list(fit.baseline.params.index) == ["const", "zipf"]
+    assert fit.delta_r2 == pytest.approx(0, abs=1e-9)  # the kept column already is the surprisal
+
+
+def test_context_words_are_read_but_not_scored():
+    rts, s = _synthetic()
+    context = rts.copy(data=np.where(rts["word_in_sentence"].values == 1, np.nan, rts.values))
+    frame = predictors(context, s, Counter({"the": 1}))
+    assert frame["previous_surprisal"].iloc[1] == s.values[0]  # the context word's surprisal spills over
+    rows = {r["metric"]: r for r in score(s, context, counts=Counter({"the": 1}), ceiling_value=None, n_boot=10)}
+    assert rows["pearson_r"]["n"] == 288 - 48 and rows["delta_loglik"]["n"] == 288 - 48
+    later = ~np.isnan(context.values)
+    assert rows["pearson_r"]["value"] == pytest.approx(pearson_r(s.values[later], rts.values[later]))
+
+
+def test_surprisal_from_another_models_token_logprobs_matches_our_own():
+    from genprune_nb.alignment.surprisal import token_logprobs, tokenize_words
+    from genprune_nb.tokenizer import EOT, decode
+
+    rts = from_table(pd.DataFrame({"word": ["The", "extraordinary", "cat", "sat.", "Then", "it", "left."],
+                                   "rt": [1.0, 2, 3, 4, 5, 6, 7], "story": [1, 1, 1, 1, 2, 2, 2]}), story="story")
+    tokens = {}
+    for story, words, seps in story_words(rts):
+        ids, _ = tokenize_words(words, seps)
+        ends = np.cumsum([len(decode([t])) for t in ids])  # character offsets, as a tokenizer's offset mapping
+        assert ends[-1] == len(story_text(rts, story))
+        tokens[story] = (token_logprobs(Uniform(), [EOT, *ids]), list(zip(np.r_[0, ends[:-1]], ends)))
+    theirs, ours = surprisal_from_tokens(rts, tokens), surprisal_for(Uniform(), rts)
+    np.testing.assert_allclose(theirs.values, ours.values)
+    np.testing.assert_array_equal(theirs["n_tokens"].values, ours["n_tokens"].values)
+    assert ours["n_tokens"].values.tolist() == [len(encode("The")), len(encode(" extraordinary")), 1, 2, 1, 1, 2]
+    with pytest.raises(ValueError, match=r"story\(ies\) \[2\]"):
+        surprisal_from_tokens(rts, {1: tokens[1]})
+
+
+def test_punctuation_counts_the_characters_around_a_word():
+    assert [punctuation(w) for w in ["'Stop!'", "don't.", "--", "cat", "long-bearded,"]] == [3, 1, 2, 0, 1]

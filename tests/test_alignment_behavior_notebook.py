@@ -23,7 +23,7 @@ def test_notebook_runs_headless_on_the_fake_study(tmp_path, fake_study):
     assert set(df["task"]) == {"reading_times@stories=2,words=30"}
     assert set(df["condition"]) == {"Connectome", "RandomConnectome", "NoConnectome"}
     assert set(df["seed"]) == {0, 1} and set(df["step"]) == {10, 20}
-    assert len(df) == 12 * 8 and (df.loc[df["metric"] == "pearson_r", "n"] == 30).all()
+    assert len(df) == 12 * 12 and (df.loc[df["metric"] == "pearson_r", "n"] == 30).all()
     for name in ("04_reading_times_over_training.png", "04_surprisal_vs_rt.png", "04_regression.csv"):
         assert (tmp_path / "figs" / name).stat().st_size > 0
     source = json.loads(NOTEBOOK.read_text())

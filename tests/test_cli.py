@@ -104,7 +104,7 @@ def test_eval_scores_reading_times_and_brain_encoding_into_a_study(fake_study, t
     results = StudyLayout(tmp_path).results.load()
     assert set(results["task"]) == {"reading_times@stories=1,words=40", "brain_encoding@sentences=40"}
     reading = results[results["task"].str.startswith("reading_times")]
-    assert len(reading) == 2 * 8 and set(reading["seed"]) == {0, 1} and set(reading["step"]) == {20}
+    assert len(reading) == 2 * 12 and set(reading["seed"]) == {0, 1} and set(reading["step"]) == {20}
     brain = results[(results["task"] == "brain_encoding@sentences=40") & (results["metric"] == "r")]
     assert sorted(brain["layer"].unique()) == list(range(get_preset("smoke").model.n_layer + 1))  # 0: embedding
     assert "pearson_r" in capsys.readouterr().out

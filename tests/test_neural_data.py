@@ -53,7 +53,7 @@ def test_generic_sentence_dataset():
         sentence_dataset(table, responses=["v1", "v3"], sentence="text", source="toy")
     with pytest.raises(ValueError, match="duplicate sentence id.*column 'id'.*\\[10\\]"):
         sentence_dataset(table.assign(id=[10, 10, 12]), responses=["v1"], sentence="text", stimulus_id="id")
-    with pytest.raises(ValueError, match="non-finite responses, e.g. id 11"):
+    with pytest.raises(ValueError, match=r"column 'v1', row 1 \(id 11\): response nan is not a finite number"):
         sentence_dataset(table.assign(v1=[0.1, np.nan, 0.3]), responses=["v1"], sentence="text", stimulus_id="id")
     with pytest.raises(ValueError, match="no response columns"):
         sentence_dataset(table, responses=[], sentence="text")
@@ -66,3 +66,36 @@ def test_tuckute_first_sentences_only(external_data_dir):
     assert tuckute2024(limit=0).sizes["presentation"] == full.sizes["presentation"]
     with pytest.raises(ValueError, match="limit"):
         tuckute2024(limit=-1)
+
+
+TOY = pd.DataFrame({"id": [10, 11, 12], "text": ["a b.", "c d.", "e f."], "v1": [0.1, 0.2, 0.3]})
+
+
+def test_a_string_names_one_response_column():
+    data = sentence_dataset(TOY, responses="v1", sentence="text", stimulus_id="id")
+    assert data.shape == (3, 1) and list(data["neuroid_id"].values) == ["v1"]
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['EffectSize'\]"):
+        sentence_dataset(TOY, responses="EffectSize", sentence="text")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"text": ["a b.", None, "e f."]}, "toy: column 'text', row 1: the sentence is missing"),
+    ({"text": ["a b.", "  ", "e f."]}, "toy: column 'text', row 1: the sentence is '  '"),
+    ({"text": ["a b.", "c d.", "a b."]}, "toy: column 'text', row 2: the sentence 'a b.' repeats row 0"),
+    ({"v1": [0.1, "high", 0.3]}, "toy: column 'v1', row 1 \\(id 11\\): response 'high' is not a finite number"),
+])
+def test_bad_sentence_tables_are_refused_naming_column_and_row(change, message):
+    from genprune_nb.alignment.neural import SentenceTableError
+
+    with pytest.raises(SentenceTableError, match=message):
+        sentence_dataset(TOY.assign(**change), responses="v1", sentence="text", stimulus_id="id", source="toy")
+
+
+def test_whitespace_is_normalised_only_when_asked():
+    spaced = TOY.assign(text=["a  b.", " c d.", "e\tf. "])
+    assert list(sentence_dataset(spaced, responses="v1", sentence="text")["stimulus"].values) == list(spaced["text"])
+    data = sentence_dataset(spaced, responses="v1", sentence="text", normalize_whitespace=True)
+    assert list(data["stimulus"].values) == ["a b.", "c d.", "e f."] == list(data["stimulus_id"].values)
+    with pytest.raises(ValueError, match="row 1: the sentence 'a b.' repeats row 0"):
+        sentence_dataset(spaced.assign(text=["a b.", "a  b."] + ["e f."]), responses="v1", sentence="text",
+                         normalize_whitespace=True)

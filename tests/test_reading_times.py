@@ -58,11 +58,41 @@ def test_from_table_generic_corpus():
     assert rts["sentence"].values.tolist() == [1, 1, 1, 2, 2]
     assert rts["position"].values.tolist() == [1, 2, 3, 4, 5]
     assert np.isnan(rts["sd"].values).all()
-    labelled = table.assign(sent=[7, 7, 8, 8, 8], story=["b", "b", "b", "a", "a"], pos=[1, 2, 3, 2, 1])
+    labelled = table.assign(sent=[7, 7, 8, 8, 8], story=["b", "b", "b", "a", "a"], pos=[1, 2, 3, 1, 2])
     rts = from_table(labelled, word="token", rt="ms", sentence="sent", story="story", position="pos")
-    assert rts["word"].values.tolist() == ["purred.", "It", "The", "cat", "sat."]  # sorted by story, position
-    assert rts["first_in_sentence"].values.tolist() == [True, False, True, False, True]
-    assert rts["separator"].values.tolist() == ["", " ", "", " ", " "]
+    assert rts["word"].values.tolist() == ["The", "cat", "sat.", "It", "purred."]  # the table's order
+    assert rts["first_in_sentence"].values.tolist() == [True, False, True, True, False]
+    assert rts["separator"].values.tolist() == ["", " ", " ", "", " "]
+    assert rts["word_in_sentence"].values.tolist() == [1, 2, 1, 1, 2]
+
+
+def test_from_table_keeps_input_order_index_and_extra_columns():
+    table = pd.DataFrame({"w": ["A", "dog", "ran.", "Then", "it", "sat."], "rt": [310, 300, 420, 330, 280, 400],
+                          "freq": [9.0, 4.0, 3.0, 5.0, 8.0, 3.5], "s": [2, 2, 2, 1, 1, 1], "p": [1, 2, 3, 4, 5, 6]},
+                         index=[40, 41, 42, 10, 11, 12])
+    rts = from_table(table, word="w", story="s", position="p", keep=["freq"])
+    assert rts["row"].values.tolist() == [40, 41, 42, 10, 11, 12]
+    np.testing.assert_array_equal(rts["freq"].values, table["freq"].to_numpy())  # aligned with the input rows
+    np.testing.assert_array_equal(rts.values, table["rt"].to_numpy())
+    assert rts["position"].values.tolist() == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ReadingTimeTableError, match="kept column.*'word'"):
+        from_table(table.assign(word=1), word="w", keep=["word"])
+    with pytest.raises(ReadingTimeTableError, match="no column 'zipf'"):
+        from_table(table, word="w", keep=["zipf"])
+
+
+def test_words_without_a_reading_time_are_context_not_scored():
+    table = pd.DataFrame({"word": ["Once", "upon", "a", "time.", "There", "was"],
+                          "rt": [None, 300, 280, 350, None, 310],
+                          "sd": [np.nan, 90, 80, 100, np.nan, 95], "n": [np.nan, 40, 40, 40, np.nan, 40]})
+    rts = from_table(table, sd="sd", n_readers="n")
+    assert rts.sizes[DIM] == 6 and np.isnan(rts.values[[0, 4]]).all()  # still in the text, not scored
+    assert rts["word"].values.tolist() == table["word"].tolist()
+    assert rts["first_in_sentence"].values.tolist() == [True, False, False, False, True, False]
+    with pytest.raises(ReadingTimeTableError, match="column 'sd' \\(sd\\), row 1: nan"):
+        from_table(table.assign(sd=[np.nan, np.nan, 80, 100, np.nan, 95]), sd="sd")
+    with pytest.raises(ReadingTimeTableError, match="no word would be scored"):
+        from_table(table.assign(rt=np.nan))
 
 
 @pytest.mark.parametrize("column,kwargs", [
@@ -76,15 +106,35 @@ def test_from_table_refuses_a_missing_column(column, kwargs):
         from_table(table, **kwargs)
 
 
-@pytest.mark.parametrize("bad", ["slow", None, float("inf")])
+@pytest.mark.parametrize("bad", ["slow", float("inf")])
 def test_from_table_refuses_a_non_numeric_reading_time(bad):
     table = pd.DataFrame({"word": ["a", "b", "c"], "RT": [300, bad, 310]})
-    with pytest.raises(ReadingTimeTableError, match="column 'RT'.*row 1"):
+    with pytest.raises(ReadingTimeTableError, match="column 'RT' \\(reading time\\), row 1: .* not a finite number"):
         from_table(table, rt="RT")
 
 
-def test_from_table_refuses_missing_words_and_repeated_positions():
-    with pytest.raises(ReadingTimeTableError, match="column 'word'"):
-        from_table(pd.DataFrame({"word": ["a", None], "rt": [1, 2]}))
-    with pytest.raises(ReadingTimeTableError, match="column 'p'"):
-        from_table(pd.DataFrame({"word": ["a", "b"], "rt": [1, 2], "p": [1, 1]}), position="p")
+GOOD = {"word": ["The", "cat", "sat.", "It", "ran."], "rt": [300.0, 320, 410, 290, 500], "story": [1, 1, 1, 2, 2],
+        "sent": [1, 1, 1, 2, 2], "pos": [1, 2, 3, 1, 2]}
+
+
+@pytest.mark.parametrize("change,kwargs,message", [
+    ({"word": ["The", "", "sat.", "It", "ran."]}, {}, "column 'word' \\(the word\\), row 1: the word is ''"),
+    ({"word": ["The", "cat", "  ", "It", "ran."]}, {}, "column 'word' .*row 2"),
+    ({"word": ["The", None, "sat.", "It", "ran."]}, {}, "column 'word' .*row 1: the word is missing"),
+    ({"rt": [300.0, -5, 410, 290, 500]}, {}, "column 'rt' .*row 1: -5 ms is negative"),
+    ({"story": [1, 1, None, 2, 2]}, {"story": "story"}, "column 'story' \\(story\\), row 2: the value is missing"),
+    ({"story": [1, 1, 2, 1, 1]}, {"story": "story"}, "row 3: story 1 resumes"),
+    ({"sent": [1, np.nan, 1, 2, 2]}, {"sentence": "sent"}, "column 'sent' \\(sentence\\), row 1: .*missing"),
+    ({"pos": [1, 2, 2, 1, 2]}, {"story": "story", "position": "pos"}, "column 'pos' .*row 2: 2 does not follow 2"),
+    ({"pos": [1, 2, 2.5, 1, 2]}, {"position": "pos", "story": "story"}, "column 'pos' .*row 2: 2.5 is not a whole"),
+])
+def test_from_table_refuses_bad_values_naming_column_and_row(change, kwargs, message):
+    with pytest.raises(ReadingTimeTableError, match=message):
+        from_table(pd.DataFrame({**GOOD, **change}), **kwargs)
+
+
+def test_from_table_refuses_exact_repeats_without_a_position():
+    doubled = pd.concat([pd.DataFrame(GOOD)] * 2, ignore_index=True)  # a table pasted twice
+    with pytest.raises(ReadingTimeTableError, match="row 5 repeats an earlier row.*position"):
+        from_table(doubled.drop(columns=["story", "pos"]))
+    from_table(doubled.assign(pos=range(10)).drop(columns="story"), position="pos")  # repeats told apart: fine

@@ -93,3 +93,22 @@ def test_window_starts_cover_the_text_and_refuse_bad_strides():
     for bad in (0, 64):
         with pytest.raises(ValueError, match="stride"):
             window_starts(100, 64, bad)
+
+
+def test_words_from_token_logprobs_by_hand():
+    from genprune_nb.alignment.surprisal import words_from_token_logprobs
+
+    ln2 = math.log(2)
+    # text "Hi there!" = "Hi" + " there" + "!" (separators "", " ", ""); tokens "Hi", " the", "re", "!"
+    bits, counts = words_from_token_logprobs(["Hi", "there", "!"], ["", " ", ""], [-ln2, -2 * ln2, -ln2, -3 * ln2],
+                                             [(0, 2), (2, 6), (6, 8), (8, 9)])
+    np.testing.assert_allclose(bits, [1, 3, 3])
+    assert counts.tolist() == [1, 2, 1]
+    bits, counts = words_from_token_logprobs(["no", "thing"], "", [-ln2], [(0, 7)])  # one token runs on
+    assert np.isnan(bits[0]) and bits[1] == pytest.approx(1) and counts.tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"token 1 has offsets \(3, 3\)"):
+        words_from_token_logprobs(["Hi", "there"], " ", [-1.0, -1.0], [(0, 2), (3, 3)])
+    with pytest.raises(ValueError, match="token 0 has log-prob 0.5"):
+        words_from_token_logprobs(["Hi"], " ", [0.5], [(0, 2)])
+    with pytest.raises(ValueError, match="2 log-probs for 1 token offsets"):
+        words_from_token_logprobs(["Hi"], " ", [-1.0, -1.0], [(0, 2)])

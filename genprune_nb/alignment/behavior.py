@@ -2,14 +2,22 @@
 
 Three scores (DESIGN.md §5 "Reading times"):
 
-* ``pearson_r``: Pearson r between surprisal and mean reading time over all words (the authors' raw score), with a
-  percentile bootstrap confidence interval over words.
+* ``delta_loglik`` / ``delta_r2`` (the headline): what surprisal adds, on held-out words, to an OLS regression of
+  reading time on the :data:`BASELINE` predictors: word length, log unigram frequency (in the training corpus),
+  position in the story, the previous word's surprisal (spillover), and the two a token counter wins with: the
+  word's number of tokens under the model's tokenizer and its attached punctuation. A small model's surprisal is
+  mostly its token count, and token count and punctuation predict reading time by themselves (longer, rarer words
+  and clause ends are read slowly), so only a gain over them shows that the model's *predictions* matter. The gain
+  is cross-validated (:func:`heldout_gain`), with a bootstrap interval over words, so a useless predictor scores
+  about 0 and can score below it.
+* ``pearson_r``: Pearson r between surprisal and mean reading time over all scored words (the authors' raw score),
+  with a percentile bootstrap confidence interval over words.
 * ``brainscore``: Brain-Score's Futrell2018 variant: the first word of each sentence is dropped, and ``|r|`` is
-  divided by a ceiling. Brain-Score's published ceiling is 0.858 (Spearman-Brown corrected split-half correlation
-  of per-subject times; the ``reading_times`` benchmark's ``ceiling``); our data has per-word mean, sd and n but no
-  per-subject times, so :func:`reliability` estimates the same quantity from those.
-* ``delta_loglik`` / ``delta_r2``: what surprisal adds to an OLS regression of reading time on word length, log
-  unigram frequency (in the training corpus), position in the story and the previous word's surprisal (spillover).
+  divided by the data set's ceiling (none known: no such score). Brain-Score's published ceiling for Natural
+  Stories is 0.858 (Spearman-Brown corrected split-half correlation of per-subject times); :func:`reliability`
+  estimates the same quantity from per-word mean, sd and number of readers.
+
+Words whose reading time is NaN are context: the model reads them, nothing scores them.
 
 The ``reading_times`` benchmark (``genprune_nb.evals``) scores every kept checkpoint into the study's results table.
 """
@@ -35,10 +43,12 @@ from ..study.conditions import condition_order
 from ..study.model_refs import ModelRef
 from ..study.results import final_rows, select
 from .reading_times import story_words
-from .surprisal import word_surprisal
+from .surprisal import word_surprisal_and_tokens, words_from_token_logprobs
 
 TASK = "reading_times"
-BASELINE = ("length", "log_frequency", "position", "previous_surprisal")
+BASELINE = ("length", "log_frequency", "position", "previous_surprisal", "n_tokens", "punctuation")
+"""Default baseline predictors of the regression (columns of :func:`predictors`)."""
+FOLDS = 10
 
 _WORD = re.compile(r"[a-z0-9]+(?:['’\-][a-z0-9]+)*")
 
@@ -46,10 +56,39 @@ _WORD = re.compile(r"[a-z0-9]+(?:['’\-][a-z0-9]+)*")
 def surprisal_for(
     model: nn.Module, rts: xr.DataArray, *, stride: int | None = None, batch_size: int = 8
 ) -> xr.DataArray:
-    """Word surprisal (bits) of every word in ``rts``, each story read as one running text; same coords as ``rts``."""
-    bits = np.concatenate([word_surprisal(model, words, seps, stride=stride, batch_size=batch_size)
-                           for _, words, seps in story_words(rts)])
-    return rts.copy(data=bits).rename("surprisal").assign_attrs(units="bits")
+    """Word surprisal (bits) of every word in ``rts``, each story read as one running text; same coords as ``rts``
+    plus ``n_tokens``, the word's number of tokens."""
+    per_story = [word_surprisal_and_tokens(model, words, seps, stride=stride, batch_size=batch_size)
+                 for _, words, seps in story_words(rts)]
+    return _as_surprisal(rts, per_story)
+
+
+def surprisal_from_tokens(
+    rts: xr.DataArray, tokens: Mapping[object, tuple[Sequence[float], Sequence[tuple[int, int]]]]
+) -> xr.DataArray:
+    """Word surprisal of ``rts`` from another model's output: ``tokens`` maps each story id to the (natural-log)
+    log-probs of its tokens and their character offsets in the story's text (``surprisal.words_from_token_logprobs``);
+    same result shape as :func:`surprisal_for`, ready for :func:`score`."""
+    missing = [getattr(story, "item", lambda: story)() for story, _, _ in story_words(rts) if story not in tokens]
+    if missing:
+        raise ValueError(f"no token log-probs for story(ies) {missing}; got stories {list(tokens)}")
+    return _as_surprisal(rts, [words_from_token_logprobs(words, seps, *tokens[story])
+                               for story, words, seps in story_words(rts)])
+
+
+def story_text(rts: xr.DataArray, story: object) -> str:
+    """The text of one story as the model reads it (separators and words joined): the text token offsets index."""
+    for label, words, seps in story_words(rts):
+        if label == story:
+            return "".join(s + w for s, w in zip(seps, words))
+    raise ValueError(f"no story {story!r}; the stories are {[label for label, _, _ in story_words(rts)]}")
+
+
+def _as_surprisal(rts: xr.DataArray, per_story: Sequence[tuple[np.ndarray, np.ndarray]]) -> xr.DataArray:
+    bits = np.concatenate([b for b, _ in per_story])
+    n_tokens = np.concatenate([c for _, c in per_story])
+    out = rts.copy(data=bits).rename("surprisal").assign_attrs(units="bits")
+    return out.assign_coords(n_tokens=(rts.dims[0], n_tokens))
 
 
 def surprisals(
@@ -109,14 +148,21 @@ def reliability(mean: Sequence[float], sd: Sequence[float], n: Sequence[float]) 
 
 
 def ceiling(rts: xr.DataArray) -> float:
-    """:func:`reliability` of the words in ``rts``."""
-    return reliability(rts.values, rts["sd"].values, rts["n_readers"].values)
+    """:func:`reliability` of the scored words of ``rts`` (those with a reading time)."""
+    scored = np.isfinite(rts.values)
+    return reliability(rts.values[scored], rts["sd"].values[scored], rts["n_readers"].values[scored])
 
 
 def normalize_word(word: str) -> str:
     """Lower case without surrounding punctuation (``"'Admiral"`` -> ``"admiral"``), as counted in a corpus."""
     found = _WORD.findall(word.lower())
     return max(found, key=len) if found else word.lower()
+
+
+def punctuation(word: str) -> int:
+    """Characters attached to a word around its core (``"'Stop!'"`` -> 3, ``"don't."`` -> 1, ``"--"`` -> 2)."""
+    found = _WORD.findall(word.lower())
+    return len(word) - (len(max(found, key=len)) if found else 0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -131,14 +177,19 @@ def corpus_word_counts(corpus: str = "english_prose") -> Counter:
 def log_frequency(words: Iterable[str], counts: Mapping[str, int]) -> np.ndarray:
     """Natural-log unigram frequency with add-one smoothing, ``log((count + 1) / (total + vocabulary))``."""
     total, vocab = sum(counts.values()), len(counts)
+    if not total:
+        raise ValueError("the word counts for the frequency predictor are empty")
     return np.array([math.log((counts.get(normalize_word(w), 0) + 1) / (total + vocab)) for w in words])
 
 
 def predictors(rts: xr.DataArray, surprisal: xr.DataArray, counts: Mapping[str, int]) -> pd.DataFrame:
-    """One row per word: reading time, surprisal and the baseline predictors (:data:`BASELINE`).
+    """One row per word of ``rts`` (context words too, with rt NaN): reading time, surprisal and the predictors a
+    baseline can name: those of :data:`BASELINE` and every further coordinate of ``rts`` (the columns
+    ``from_table`` kept).
 
-    ``length`` counts the characters of the word without surrounding punctuation; ``previous_surprisal`` is NaN for
-    a story's first word.
+    ``length`` counts the characters of the word without surrounding punctuation, ``punctuation`` the ones around it;
+    ``n_tokens`` comes from the surprisal's coordinate of that name (NaN if it has none); ``previous_surprisal`` is
+    the surprisal of the word before (context words included; NaN for a story's first word).
     """
     words = [str(w) for w in rts["word"].values]
     df = pd.DataFrame({
@@ -149,9 +200,32 @@ def predictors(rts: xr.DataArray, surprisal: xr.DataArray, counts: Mapping[str, 
         "length": [len(normalize_word(w)) for w in words],
         "log_frequency": log_frequency(words, counts),
         "position": rts["position"].values,
+        "n_tokens": surprisal["n_tokens"].values if "n_tokens" in surprisal.coords else np.nan,
+        "punctuation": [punctuation(w) for w in words],
     })
-    df["previous_surprisal"] = df.groupby("story")["surprisal"].shift(1)
+    df["previous_surprisal"] = df.groupby("story", sort=False)["surprisal"].shift(1)
+    for name in rts.coords:
+        if name not in df.columns and name != rts.dims[0]:
+            df[name] = rts[name].values
     return df
+
+
+def _complete(frame: pd.DataFrame, baseline: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``frame`` with a finite reading time, surprisal and baseline predictor."""
+    unknown = [c for c in baseline if c not in frame.columns]
+    if unknown:
+        raise ValueError(f"baseline predictor(s) {unknown} are not columns of the predictors; choose from "
+                         f"{[c for c in frame.columns if c not in ('rt', 'surprisal', 'story', 'word')]}")
+    columns = ["rt", "surprisal", *baseline]
+    data = frame[columns].apply(pd.to_numeric, errors="coerce").replace([np.inf, -np.inf], np.nan)
+    empty = [c for c in baseline if data[c].isna().all()]
+    if empty:
+        raise ValueError(f"baseline predictor(s) {empty} have no value (n_tokens needs a surprisal with token "
+                         "counts: surprisal_for or surprisal_from_tokens)")
+    data = data.dropna()
+    if len(data) <= len(columns):
+        raise ValueError(f"only {len(data)} complete rows for a regression on {len(columns) - 1} predictors")
+    return data
 
 
 @dataclass(frozen=True)
@@ -189,14 +263,70 @@ class Regression:
 
 
 def regress(frame: pd.DataFrame, baseline: Sequence[str] = BASELINE) -> Regression:
-    """Fit both OLS models to the rows of :func:`predictors` where every predictor is finite."""
-    columns = ["rt", "surprisal", *baseline]
-    data = frame[columns].replace([np.inf, -np.inf], np.nan).dropna()
-    if len(data) <= len(columns):
-        raise ValueError(f"only {len(data)} complete rows for a regression on {len(columns) - 1} predictors")
+    """Fit both OLS models (in sample) to the rows of :func:`predictors` where every predictor is finite."""
+    data = _complete(frame, baseline)
     base = sm.OLS(data["rt"], sm.add_constant(data[list(baseline)])).fit()
     full = sm.OLS(data["rt"], sm.add_constant(data[[*baseline, "surprisal"]])).fit()
     return Regression(base, full)
+
+
+@dataclass(frozen=True)
+class Gain:
+    """What surprisal adds to the baseline on held-out words: log-likelihood (nats, summed over words) and R²,
+    each with a percentile bootstrap interval over words."""
+
+    delta_loglik: float
+    delta_loglik_ci: tuple[float, float]
+    delta_r2: float
+    delta_r2_ci: tuple[float, float]
+    n: int
+
+
+def _fold_predictions(y: np.ndarray, x: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out predictions of an OLS with intercept, and each word's residual variance (that of its fold's
+    training fit, maximum likelihood), over ``folds`` contiguous blocks of words."""
+    design = np.column_stack([np.ones(len(y)), x])
+    pred, var = np.empty(len(y)), np.empty(len(y))
+    for test in np.array_split(np.arange(len(y)), folds):
+        train = np.ones(len(y), dtype=bool)
+        train[test] = False
+        coef = np.linalg.lstsq(design[train], y[train], rcond=None)[0]
+        var[test] = np.mean((y[train] - design[train] @ coef) ** 2)
+        pred[test] = design[test] @ coef
+    return pred, var
+
+
+def heldout_gain(
+    frame: pd.DataFrame, baseline: Sequence[str] = BASELINE, *, folds: int = FOLDS, n_boot: int = 1000,
+    level: float = 0.95, seed: int = 0,
+) -> Gain:
+    """Cross-validated gain of adding surprisal to the baseline OLS, on the complete rows of :func:`predictors`.
+
+    The words (in reading order) are cut into ``folds`` contiguous blocks (fewer for fewer than ``2 * folds``
+    words: blocks of two); each block is predicted by both models fit
+    to the others, scoring each word's Gaussian log-likelihood under its fit's residual variance. ``delta_loglik`` is
+    the sum over words of full minus baseline log-likelihood, ``delta_r2`` the held-out R² difference
+    ``(SSE_base - SSE_full) / SST``. Intervals: resample words with replacement ``n_boot`` times
+    (``np.random.default_rng(seed)``) and take the central ``level`` quantiles.
+    """
+    data = _complete(frame, baseline)
+    folds = max(2, min(folds, len(data) // 2))
+    if len(data) - -(-len(data) // folds) <= len(baseline) + 2:
+        raise ValueError(f"{len(data)} complete rows are too few for {folds}-fold regressions on "
+                         f"{len(baseline) + 1} predictors")
+    y = data["rt"].to_numpy(dtype=float)
+    x_base = data[list(baseline)].to_numpy(dtype=float)
+    x_full = np.column_stack([x_base, data["surprisal"].to_numpy(dtype=float)])
+    (p_base, v_base), (p_full, v_full) = _fold_predictions(y, x_base, folds), _fold_predictions(y, x_full, folds)
+    e_base, e_full = (y - p_base) ** 2, (y - p_full) ** 2
+    d_ll = 0.5 * (np.log(v_base / v_full) + e_base / v_base - e_full / v_full)
+    d_sse, centred = e_base - e_full, (y - y.mean()) ** 2
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(n_boot, len(y)))
+    boot_ll = d_ll[idx].sum(1)
+    boot_r2 = d_sse[idx].sum(1) / ((y[idx] - y[idx].mean(1, keepdims=True)) ** 2).sum(1)
+    q = [(1 - level) / 2, (1 + level) / 2]
+    return Gain(float(d_ll.sum()), tuple(map(float, np.quantile(boot_ll, q))),
+                float(d_sse.sum() / centred.sum()), tuple(map(float, np.quantile(boot_r2, q))), len(y))
 
 
 def score(
@@ -204,27 +334,37 @@ def score(
     rts: xr.DataArray,
     *,
     counts: Mapping[str, int],
-    ceiling_value: float,
+    ceiling_value: float | None,
+    baseline: Sequence[str] = BASELINE,
     n_boot: int = 1000,
 ) -> list[dict]:
-    """The reading-time scores of one model's surprisal, as results-table rows (metric, value, n); ``brainscore``
-    is ``|r|`` of the later words over ``ceiling_value``."""
+    """The reading-time scores of one model's surprisal, as results-table rows (metric, value, n), on the words with
+    a reading time: the held-out gain over ``baseline`` (:func:`heldout_gain`) with its interval, raw Pearson r with
+    its interval, and ``brainscore`` = ``|r|`` of the later words over ``ceiling_value`` (no row when None)."""
+    s, y = surprisal.values, rts.values
     later = ~rts["first_in_sentence"].values
-    r = pearson_r(surprisal.values, rts.values)
-    low, high = bootstrap_ci(surprisal.values, rts.values, n_boot=n_boot)
-    r_later = pearson_r(surprisal.values[later], rts.values[later])
-    fit = regress(predictors(rts, surprisal, counts))
-    n_all, n_later = int(np.isfinite(surprisal.values).sum()), int(np.isfinite(surprisal.values[later]).sum())
-    return [
+    r = pearson_r(s, y)
+    low, high = bootstrap_ci(s, y, n_boot=n_boot)
+    r_later = pearson_r(s[later], y[later])
+    gain = heldout_gain(predictors(rts, surprisal, counts), baseline, n_boot=n_boot)
+    scored = np.isfinite(s) & np.isfinite(y)
+    n_all, n_later = int(scored.sum()), int((scored & later).sum())
+    rows = [
+        {"metric": "delta_loglik", "value": gain.delta_loglik, "n": gain.n},
+        {"metric": "delta_loglik_low", "value": gain.delta_loglik_ci[0], "n": gain.n},
+        {"metric": "delta_loglik_high", "value": gain.delta_loglik_ci[1], "n": gain.n},
+        {"metric": "delta_r2", "value": gain.delta_r2, "n": gain.n},
+        {"metric": "delta_r2_low", "value": gain.delta_r2_ci[0], "n": gain.n},
+        {"metric": "delta_r2_high", "value": gain.delta_r2_ci[1], "n": gain.n},
         {"metric": "pearson_r", "value": r, "n": n_all},
         {"metric": "pearson_r_low", "value": low, "n": n_all},
         {"metric": "pearson_r_high", "value": high, "n": n_all},
         {"metric": "pearson_r_later_words", "value": r_later, "n": n_later},
-        {"metric": "brainscore", "value": abs(r_later) / ceiling_value, "n": n_later},
-        {"metric": "delta_loglik", "value": fit.delta_loglik, "n": fit.n},
-        {"metric": "delta_r2", "value": fit.delta_r2, "n": fit.n},
-        {"metric": "mean_surprisal", "value": float(np.nanmean(surprisal.values)), "n": n_all},
+        {"metric": "mean_surprisal", "value": float(np.nanmean(s[np.isfinite(y)])), "n": n_all},
     ]
+    if ceiling_value is not None:
+        rows.append({"metric": "brainscore", "value": abs(r_later) / ceiling_value, "n": n_later})
+    return rows
 
 
 def metric_rows(results: pd.DataFrame, metric: str = "pearson_r", task: str = TASK) -> pd.DataFrame:

@@ -4,7 +4,9 @@ A text is a list of words, each preceded by its separator (``""`` before the fir
 The whole text is tokenized at once, as the model saw text in training, and each token is credited to a word by
 character (byte) offsets: a token belongs to the word whose span ``separator + word`` holds the token's last byte.
 GPT-2 tokens carry their leading space (``" you"``), so a word's surprisal includes reading the space before it.
-A word's surprisal is the sum of its tokens' surprisals, ``-log2 P(token | everything before it)``.
+A word's surprisal is the sum of its tokens' surprisals, ``-log2 P(token | everything before it)``, and its token
+count (a baseline predictor of reading time) is read from the same token-to-word mapping, whatever the tokenizer.
+:func:`words_from_token_logprobs` does the same for another model's token log-probs given with character offsets.
 
 *First token.* The text is conditioned on ``<|endoftext|>`` (EOT), which precedes every document in training, so the
 first token of the text gets a surprisal like any other, ``-log2 P(token | EOT)``.
@@ -51,7 +53,53 @@ def tokenize_words(words: Sequence[str], separators: str | Sequence[str] = " ") 
     word_ends = np.cumsum([len(r.encode("utf-8")) for r in regions])
     token_ends = np.cumsum([len(enc.decode_single_token_bytes(t)) for t in ids])
     assert token_ends[-1] == word_ends[-1], "token bytes do not add up to the text"
-    return ids, np.searchsorted(word_ends, token_ends - 1, side="right")
+    return ids, owner_of_tokens(word_ends, token_ends)
+
+
+def owner_of_tokens(word_ends: Sequence[int], token_ends: Sequence[int]) -> np.ndarray:
+    """Index of the word each token belongs to: the word whose span (separator + word, ending at ``word_ends``,
+    exclusive offsets into the joined text) holds the token's last character or byte (``token_ends - 1``)."""
+    return np.searchsorted(np.asarray(word_ends), np.asarray(token_ends) - 1, side="right")
+
+
+def sum_over_words(token_bits: Sequence[float], word_of_token: Sequence[int], n_words: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-word surprisal (the sum of its tokens' bits; NaN for a word without a token) and token count."""
+    word_of_token = np.asarray(word_of_token, dtype=np.int64)
+    bits = np.bincount(word_of_token, weights=np.asarray(token_bits, dtype=float), minlength=n_words)
+    counts = np.bincount(word_of_token, minlength=n_words)
+    return np.where(counts > 0, bits, np.nan), counts
+
+
+def words_from_token_logprobs(
+    words: Sequence[str],
+    separators: str | Sequence[str],
+    logprobs: Sequence[float],
+    offsets: Sequence[tuple[int, int]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-word surprisal (bits) and token count from any model's tokens of the joined text (module doc).
+
+    ``logprobs[k]`` is the natural-log probability of token ``k`` given the tokens before it; ``offsets[k]`` its
+    ``(start, end)`` character span in ``"".join(separator + word)`` (as a tokenizer's offset mapping gives it; leave
+    out special tokens, which cover no text). A token is credited to the word whose ``separator + word`` holds its
+    last character; a word's surprisal is the sum of its tokens' ``-logprob / ln 2``. A word that receives no token
+    gets NaN and count 0.
+    """
+    regions = [s + w for s, w in zip(separators_for(words, separators), words)]
+    text_end = sum(map(len, regions))
+    spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2) if len(offsets) else np.empty((0, 2), np.int64)
+    lp = np.asarray(logprobs, dtype=float)
+    if len(lp) != len(spans):
+        raise ValueError(f"{len(lp)} log-probs for {len(spans)} token offsets; give one (start, end) per token")
+    bad = np.flatnonzero((spans[:, 1] <= spans[:, 0]) | (spans[:, 0] < 0) | (spans[:, 1] > text_end))
+    if len(bad):
+        raise ValueError(f"token {bad[0]} has offsets {tuple(spans[bad[0]].tolist())}, not a non-empty span of the "
+                         f"{text_end}-character text")
+    bad = np.flatnonzero(~np.isfinite(lp) | (lp > 0))
+    if len(bad):
+        raise ValueError(f"token {bad[0]} has log-prob {float(lp[bad[0]])!r}; log-probs must be finite and <= 0")
+    owner = owner_of_tokens(np.cumsum([len(r) for r in regions]), spans[:, 1])
+    return sum_over_words(-lp / math.log(2), owner, len(words))
 
 
 def window_starts(n: int, block_size: int, stride: int) -> list[int]:
@@ -94,6 +142,24 @@ def token_logprobs(
     return out
 
 
+def word_surprisal_and_tokens(
+    model: nn.Module,
+    words: Sequence[str],
+    separators: str | Sequence[str] = " ",
+    *,
+    stride: int | None = None,
+    batch_size: int = 8,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Surprisal in bits of every word of a running text, conditioned on EOT (module doc), and its token count.
+
+    A word that receives no token gets NaN and count 0: an empty word, or one whose only token runs on into the next
+    word (possible with empty separators: ``["no", "thing"]`` joined by ``""`` is the single token ``"nothing"``).
+    """
+    ids, word_of_token = tokenize_words(words, separators)
+    lp = token_logprobs(model, [EOT, *ids], stride=stride, batch_size=batch_size)
+    return sum_over_words(-lp / math.log(2), word_of_token, len(words))
+
+
 def word_surprisal(
     model: nn.Module,
     words: Sequence[str],
@@ -102,13 +168,5 @@ def word_surprisal(
     stride: int | None = None,
     batch_size: int = 8,
 ) -> np.ndarray:
-    """Surprisal in bits of every word of a running text, conditioned on EOT (module doc).
-
-    A word that receives no token gets NaN: an empty word, or one whose only token runs on into the next word
-    (possible with empty separators: ``["no", "thing"]`` joined by ``""`` is the single token ``"nothing"``).
-    """
-    ids, word_of_token = tokenize_words(words, separators)
-    lp = token_logprobs(model, [EOT, *ids], stride=stride, batch_size=batch_size)
-    bits = np.bincount(word_of_token, weights=-lp / math.log(2), minlength=len(words))
-    counts = np.bincount(word_of_token, minlength=len(words))
-    return np.where(counts > 0, bits, np.nan)
+    """The surprisal of :func:`word_surprisal_and_tokens` alone."""
+    return word_surprisal_and_tokens(model, words, separators, stride=stride, batch_size=batch_size)[0]
