@@ -22,13 +22,23 @@ def next_token_logprobs(
     Padding on the right never changes the values at earlier positions (the model is causal).
     Runs under bf16 autocast on CUDA, fp32 on CPU.
     """
+    return next_token_predictions(model, ids, dtype=dtype, greedy=False)[0]
+
+
+@torch.no_grad()
+def next_token_predictions(
+    model: nn.Module, ids: torch.Tensor, *, dtype: str = "bfloat16", greedy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`next_token_logprobs` and, if ``greedy``, whether each next token is the model's top choice there
+    ([B, T-1] bool: entry t is ``ids[:, t+1] == argmax of the logits at t``; None otherwise)."""
     with autocast_context(ids.device, dtype):
         logits, _ = model(ids)
     B, T, V = logits.shape
     # targets shifted left, the last position ignored: the logits are read as they are, without a copy
     targets = F.pad(ids[:, 1:], (0, 1), value=-100)
     nll = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), reduction="none", ignore_index=-100)
-    return -nll.view(B, T)[:, :-1]
+    hits = (logits[:, :-1].argmax(dim=-1) == ids[:, 1:]) if greedy else None
+    return -nll.view(B, T)[:, :-1], hits
 
 
 def model_device(model: nn.Module) -> torch.device:
