@@ -15,20 +15,31 @@ export GENPRUNE_DATA_DIR
 
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+TEST_EXTRAS := $(EXTRAS),lmeval
+TEST_STAMP := $(VENV)/.installed-$(subst $(comma),-,$(TEST_EXTRAS))
+
+# create or reuse the venv; torch first (TORCH_SPEC), then the package with the extras $(1): nothing pulls another torch
+define install
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
+	$(VENV)/bin/python -m pip install --quiet -e ".[$(1)]"
+	touch $@
+endef
 
 .PHONY: demo test bench venv clean
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
-	$(VENV)/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
-	touch $@
+	$(call install,$(EXTRAS))
+
+$(TEST_STAMP): pyproject.toml
+	$(call install,$(TEST_EXTRAS))
 
 demo: venv
 	$(VENV)/bin/genprune reproduce --preset $(PRESET)
 
-test: venv
+# the tests install the lmeval extra too (tests/test_lmeval_adapter.py)
+test: $(TEST_STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 bench: venv

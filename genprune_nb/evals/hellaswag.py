@@ -71,15 +71,19 @@ def preprocess(text: str) -> str:
     return text.replace("  ", " ")
 
 
+def texts(item: Item, style: Style = "authors") -> tuple[str, list[str]]:
+    """The item's context and its four endings (without the separating space) under ``style``."""
+    if style == "authors":
+        return item.ctx, list(item.endings)
+    if style == "lm-eval":
+        context = preprocess(f"{item.activity_label}: {item.ctx_a} {item.ctx_b.capitalize()}")
+        return context, [preprocess(e) for e in item.endings]
+    raise ValueError(f"unknown HellaSwag style {style!r}; use 'authors' or 'lm-eval'")
+
+
 def question(item: Item, style: Style = "authors") -> Question:
     """The item's four (context, " " + ending) requests under ``style``."""
-    if style == "authors":
-        context, endings = item.ctx, list(item.endings)
-    elif style == "lm-eval":
-        context = preprocess(f"{item.activity_label}: {item.ctx_a} {item.ctx_b.capitalize()}")
-        endings = [preprocess(e) for e in item.endings]
-    else:
-        raise ValueError(f"unknown HellaSwag style {style!r}; use 'authors' or 'lm-eval'")
+    context, endings = texts(item, style)
     return Question(tuple(Request.from_text(context, e) for e in endings), item.label, tuple(len(e) for e in endings))
 
 

@@ -3,7 +3,8 @@
 A :class:`Request` holds token ids already split into context and continuation (``Request.from_text`` makes the
 split of DESIGN.md §5: tokens of the context, then tokens of ``" " + continuation``). :func:`score` runs groups of
 requests (the choices of one item) through the model together, right-padded, longest groups first, and returns the
-summed natural-log probability of each continuation and its number of tokens.
+summed natural-log probability of each continuation and its number of tokens (with ``greedy=True`` also whether
+greedy decoding would produce it, lm-eval's ``is_greedy``).
 
 Truncation is lm-eval's (HFLM): a request keeps the last ``block_size + 1`` tokens of context + continuation and the
 model reads all but the last of them, so every scored token sees up to ``block_size`` tokens before it. A request
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..model.lm import IGNORE, model_device, target_logprobs
+from ..model.lm import IGNORE, model_device, target_predictions
 from ..tokenizer import EOT, encode
 
 BATCH_SIZE = 32  # sequences per forward; raise it on a GPU
@@ -61,10 +62,12 @@ class Request:
 
 
 class Score(NamedTuple):
-    """Summed log-probability (natural log) of a continuation and the number of its tokens."""
+    """Summed log-probability (natural log) of a continuation, the number of its tokens and whether each of them
+    is the model's top choice at its position (None unless asked for: ``score(..., greedy=True)``)."""
 
     logprob: float
     n_tokens: int
+    greedy: bool | None = None
 
     @property
     def mean(self) -> float:
@@ -108,13 +111,14 @@ def score(
     batch_size: int = BATCH_SIZE,
     progress: bool = False,
     desc: str = "score",
+    greedy: bool = False,
 ) -> list[list[Score]]:
     """Score every request; the requests of a group (an item's choices) always share a forward pass.
 
     ``batch_size`` is the number of sequences per forward (a larger group still goes whole). A request longer than
     ``model.config.block_size + 1`` tokens loses its oldest context tokens (lm-eval's rule, see the module). Groups
     are run longest first, to waste little padding and to fail early if memory is short; results come back in input
-    order.
+    order. ``greedy`` also fills ``Score.greedy``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -134,13 +138,16 @@ def score(
             for i, s in enumerate(seqs):
                 inputs[i, : len(s) - 1] = torch.tensor(s[:-1])
                 targets[i, : len(s) - 1] = torch.tensor(s[1:])
-            lp = target_logprobs(model, inputs.to(device), targets.to(device)).cpu()
+            lp, hits = target_predictions(model, inputs.to(device), targets.to(device), greedy=greedy)
+            lp, hits = lp.cpu(), None if hits is None else hits.cpu()
             row = 0
             for g in batch:
                 for s, request in zip(ids[g], groups[g]):
                     k = len(request.continuation)
                     # entry t of lp scores s[t+1], so the last k tokens of s are entries len(s)-1-k .. len(s)-2
-                    out[g].append(Score(lp[row, len(s) - 1 - k : len(s) - 1].sum().item(), k))
+                    span = slice(len(s) - 1 - k, len(s) - 1)
+                    out[g].append(Score(lp[row, span].sum().item(), k,
+                                        None if hits is None else bool(hits[row, span].all())))
                     row += 1
             bar.update(len(batch))
     return out

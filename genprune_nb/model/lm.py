@@ -11,6 +11,8 @@ from torch import nn
 from ..data.loader import TokenLoader
 from ..launch import DistContext
 
+IGNORE = -100  # a target that is not scored (its log-prob reads 0)
+
 
 @torch.no_grad()
 def next_token_logprobs(
@@ -26,22 +28,28 @@ def next_token_logprobs(
     return target_logprobs(model, ids, F.pad(ids[:, 1:], (0, 1), value=IGNORE), dtype=dtype)[:, :-1]
 
 
-IGNORE = -100  # a target that is not scored (its log-prob reads 0)
-
-
-@torch.no_grad()
 def target_logprobs(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, dtype: str = "bfloat16"
 ) -> torch.Tensor:
     """log P(targets[:, t] | inputs[:, :t+1]) [B, T] fp32, for ``inputs`` and ``targets`` [B, T] on one device.
 
-    ``targets`` equal to ``IGNORE`` give 0. The logits are read as they are, without a copy.
+    ``targets`` equal to ``IGNORE`` give 0.
     """
+    return target_predictions(model, inputs, targets, dtype=dtype, greedy=False)[0]
+
+
+@torch.no_grad()
+def target_predictions(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, dtype: str = "bfloat16", greedy: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`target_logprobs` and, if ``greedy``, whether each target is the model's top choice there ([B, T] bool;
+    None otherwise). The logits are read as they are, without a copy."""
     with autocast_context(inputs.device, dtype):
         logits, _ = model(inputs)
     B, T, V = logits.shape
     nll = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), reduction="none", ignore_index=IGNORE)
-    return -nll.view(B, T)
+    hits = (logits.argmax(dim=-1) == targets) if greedy else None
+    return -nll.view(B, T), hits
 
 
 def model_device(model: nn.Module) -> torch.device:
