@@ -21,7 +21,7 @@ from genprune_nb.evals.lmeval import GenpruneLM, load_model, split_pair, write_t
 from genprune_nb.evals.multiple_choice import choose  # noqa: E402
 from genprune_nb.evals.scorer import Request, score  # noqa: E402
 from genprune_nb.model.gpt import GPT  # noqa: E402
-from genprune_nb.model.lm import next_token_logprobs  # noqa: E402
+from genprune_nb.model.lm import next_token_logprobs, target_logprobs  # noqa: E402
 from genprune_nb.study.layout import StudyLayout  # noqa: E402
 from genprune_nb.tokenizer import EOT, decode, encode  # noqa: E402
 from genprune_nb.training.checkpoint import save_checkpoint  # noqa: E402
@@ -105,14 +105,16 @@ def test_mmlu_matches_the_native_letters_format(model, zero_shot, five_shot, sho
         print(f"\nmmlu {shots}-shot {subject}: {N_ITEMS} items, max |dlogL| {worst:.2e}")
 
 
-def test_blimp_matches_the_scorer_on_spaced_sentences_after_eot(model, zero_shot):
-    # TODO(lead): once the native ``blimp_lmeval`` task lands, compare with its rows instead of building requests
+def test_blimp_matches_the_native_blimp_lmeval(model, zero_shot):
     for paradigm in PARADIGMS:
         pairs = blimp.read_paradigm(catalog.locate("blimp") / f"{paradigm}.jsonl", N_ITEMS)
-        requests = [tuple(Request((EOT,), tuple(encode(" " + s))) for s in (p.good, p.bad)) for p in pairs]
+        sep = blimp.LMEVAL.separator
+        requests = [(Request.sentence(p.good, sep), Request.sentence(p.bad, sep)) for p in pairs]
         samples = zero_shot[f"genprune_blimp_{paradigm}"]
         assert all(s["target"] == 0 for s in samples)
         worst = compare(samples, requests, model)
+        native = blimp.evaluate(model, {paradigm: pairs}, blimp.LMEVAL)[-1]  # the paradigm's row
+        assert native["value"] == pytest.approx(np.mean([s["acc"] for s in samples]))
         print(f"\nblimp {paradigm}: {N_ITEMS} pairs, max |dlogL| {worst:.2e}")
 
 
@@ -145,13 +147,14 @@ def test_rolling_windows_score_every_token_once_with_lm_eval_context():
     lm = GenpruneLM(small, device="cpu")
     text = "One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " * 2
     t = encode(text)
-    window = small.config.block_size - 1
+    window = small.config.block_size  # lm-eval's window: block_size predicted tokens, block_size read
     assert len(t) > 2 * window  # three windows, the last one short
     expected = 0.0
     for a in range(0, len(t), window):
         b = min(a + window, len(t))
         seq = [EOT, *t[:b]] if a == 0 else t[b - window - 1 : b]
-        expected += next_token_logprobs(small, torch.tensor([seq]))[0][-(b - a):].sum().item()
+        lp = target_logprobs(small, torch.tensor([seq[:-1]]), torch.tensor([seq[1:]]))[0]
+        expected += lp[-(b - a):].sum().item()
     got, = lm.loglikelihood_rolling([SimpleNamespace(args=(text,))])
     assert got == pytest.approx(expected, abs=1e-4)
     short = "A short text."

@@ -187,10 +187,10 @@ class GenpruneLM(LM):
     def rolling_windows(self, text: str) -> list[Request]:
         """lm-eval's disjoint rolling windows of ``text`` (first one after ``<|endoftext|>``), each a Request.
 
-        Windows predict ``block_size - 1`` tokens, so context + continuation fit the block without truncation.
+        Windows predict ``block_size`` tokens and read ``block_size`` (the scorer's truncation rule, as HFLM).
         """
         tokens = encode(text)
-        windows = get_rolling_token_windows(token_list=tokens, prefix_token=EOT, max_seq_len=self.block_size - 1,
+        windows = get_rolling_token_windows(token_list=tokens, prefix_token=EOT, max_seq_len=self.block_size,
                                             context_len=1)
         return [Request(tuple(ctx), tuple(cont)) for ctx, cont in map(make_disjoint_window, windows)]
 
