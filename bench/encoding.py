@@ -1,4 +1,4 @@
-"""Benchmark the per-layer encoding protocol against a plain scikit-learn loop on the same data and folds.
+"""Benchmark the ``standardized`` encoding protocol against a plain scikit-learn loop on the same data and folds.
 
 Synthetic features with the study's shape (1,000 sentences x 13 layers x 768 units, correlated within a layer)
 and a response that a few directions of each layer predict. Both sides standardise within the training fold and
@@ -71,8 +71,8 @@ def main() -> None:
         out = fn()
         return out, time.perf_counter() - t0
 
-    ours, t_ours = timed(lambda: encode(X, Y, alphas=alphas, seed=args.seed))
-    _, t_ours_1 = timed(lambda: encode(X, Y, alphas=alphas, seed=args.seed, n_jobs=1))
+    ours, t_ours = timed(lambda: encode(X, Y, protocol="standardized", alphas=alphas, seed=args.seed))
+    _, t_ours_1 = timed(lambda: encode(X, Y, protocol="standardized", alphas=alphas, seed=args.seed, n_jobs=1))
     ref, t_ref = timed(lambda: sklearn_loop(X, Y, alphas, args.seed))
     with threadpool_limits(limits=1, user_api="blas"):
         _, t_ref_1 = timed(lambda: sklearn_loop(X, Y, alphas, args.seed))

@@ -7,10 +7,13 @@ import pytest
 import torch
 import xarray as xr
 from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genprune_nb.alignment.encoding import (
+    AUTHORS_ALPHAS,
+    PROTOCOLS,
     RidgePath,
     cross_validated_r,
     encode,
@@ -20,8 +23,9 @@ from genprune_nb.alignment.encoding import (
     outer_splits,
     pearson_columns,
 )
-from genprune_nb.alignment.neural import sentence_dataset
+from genprune_nb.alignment.neural import sentence_dataset, tuckute2024
 from genprune_nb.config import get_preset
+from genprune_nb.model.features import sentence_features
 from genprune_nb.model.gpt import GPT
 from genprune_nb.study.layout import StudyLayout
 
@@ -82,10 +86,10 @@ def test_cross_validation_equals_a_standardised_ridgecv_pipeline_on_the_same_fol
     splits = outer_splits(150, scheme, seed=3)
     assert len(splits) == {"kfold": 5, "shuffle": 10}[scheme]
     assert all(len(test) == {"kfold": 30, "shuffle": 15}[scheme] for _, test in splits)
-    r, alphas = (a[0] for a in cross_validated_r([X], Y, splits, ALPHAS))
+    r, alphas = (a[0] for a in cross_validated_r([X], Y, splits, ALPHAS, protocol="standardized"))
     for k, (train, test) in enumerate(splits):
         ref = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(X[train], Y[train])
-        assert alphas[k] == ref[-1].alpha_
+        assert alphas[k, 0] == ref[-1].alpha_
         assert r[k, 0] == pytest.approx(pearson_columns(ref.predict(X[test]).reshape(-1, 1), Y[test])[0], abs=1e-9)
 
 
@@ -122,7 +126,7 @@ def test_encode_per_layer_uses_the_same_folds_and_reports_the_spread():
     r = encode(feats, neural, seed=4)
     assert r.dims == ("layer", "fold", "neuroid") and r.shape == (3, 5, 2)
     np.testing.assert_array_equal(r.values[0], r.values[2])
-    assert r["alpha"].shape == (3, 5)
+    assert r["alpha"].shape == (3, 5, 2) and r.attrs["protocol"] == "authors"
     summary = fold_summary(r)
     assert list(summary.columns) == ["layer", "r", "r_sd", "r_se"] and len(summary) == 3
     per_fold = r.sel(layer=1).mean("neuroid").values
@@ -144,12 +148,16 @@ def test_encode_refuses_mismatched_stimuli_and_missing_ceiling():
         encode(feats, neural.assign_coords(noise_ceiling=("neuroid", [np.nan])), ceiled=True)
     with pytest.raises(ValueError, match="scheme"):
         encode(feats, neural, scheme="loo")
+    with pytest.raises(ValueError, match=r"protocol 'brainscore'; choose from \['authors', 'standardized'\]"):
+        encode(feats, neural, protocol="brainscore")
 
 
 def test_constant_predictions_score_zero():
     X = np.ones((50, 3))
-    r, _ = cross_validated_r([X], np.random.default_rng(0).standard_normal(50), outer_splits(50), ALPHAS)
-    np.testing.assert_array_equal(r, 0.0)
+    for protocol in PROTOCOLS:
+        r, _ = cross_validated_r([X], np.random.default_rng(0).standard_normal(50), outer_splits(50), ALPHAS,
+                                 protocol=protocol)
+        np.testing.assert_array_equal(r, 0.0)
 
 
 def test_encoding_rows_from_a_model():
@@ -161,6 +169,78 @@ def test_encoding_rows_from_a_model():
     rows = encoding_rows(model, neural)
     assert {(row["layer"], row["metric"]) for row in rows} == {(l, m) for l in range(3) for m in ("r", "r_fold_se")}
     assert all(row["n"] == 30 and np.isfinite(row["value"]) for row in rows)
+
+
+def _authors_sklearn(X, Y):
+    """The authors' loop, written with scikit-learn: raw features, RidgeCV over 10**-30..10**29 with one penalty per
+    target, KFold(5, shuffle=True, random_state=0), Pearson r per fold with NaN set to 0. r and penalties [fold, t]."""
+    r, alphas = [], []
+    for train, test in KFold(5, shuffle=True, random_state=0).split(X):
+        model = RidgeCV(alphas=[10 ** x for x in range(-30, 30)], alpha_per_target=True).fit(X[train], Y[train])
+        pred = model.predict(X[test]).reshape(len(test), -1)
+        r.append([np.nan_to_num(np.corrcoef(pred[:, j], Y[test, j])[0, 1]) for j in range(Y.shape[1])])
+        alphas.append(np.broadcast_to(model.alpha_, Y.shape[1]))
+    return np.array(r), np.array(alphas)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # corrcoef of constant predictions
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # RidgeCV's LOO at 1e-30 on a wide X
+@pytest.mark.parametrize("n,p,t", [(60, 20, 3), (40, 90, 2), (50, 49, 1)])  # Xc^T Xc, Xc Xc^T, n just above p
+def test_authors_protocol_equals_the_sklearn_ridgecv_loop(n, p, t):
+    rng = np.random.default_rng(n + p)
+    X = rng.standard_normal((n, p)) * rng.uniform(0.2, 3.0, p) + 5.0 * rng.standard_normal(p)  # raw: offsets, scales
+    Y = 0.3 * X @ rng.standard_normal((p, t)) + 3.0 * rng.standard_normal((n, t))
+    feats, neural = _arrays(X, Y)
+    r = encode(feats, neural)  # the default protocol
+    ref_r, ref_alpha = _authors_sklearn(X, Y)
+    np.testing.assert_allclose(r.values[0], ref_r, atol=1e-6)
+    np.testing.assert_array_equal(r["alpha"].values[0], ref_alpha)
+    assert len(set(ref_alpha.ravel())) > 1  # the penalties are data-driven, not the grid's end
+    np.testing.assert_array_equal(r["fold"], np.arange(5))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_authors_protocol_equals_sklearn_on_a_tiny_models_features(external_data_dir):
+    """Real features (a tiny random model on 48 Tuckute sentences, layers 1..4: raw, wide, n_features > n_samples).
+    The random model cannot predict the fMRI response, so its LOO errors are flat to rounding over penalties 1e12..
+    1e29 and any implementation's choice there is rounding noise; a planted readout of the last layer added to the
+    response makes the choice data-driven. (Layer 0 is left out: its few distinct last tokens make Xc Xc^T singular,
+    and at tiny penalties scikit-learn's choice rests on eigenvalues that are rounding errors.)"""
+    torch.manual_seed(0)
+    model = GPT(get_preset("tiny").model).eval()
+    neural = tuckute2024(path=external_data_dir / "tuckute2024_devarda" / "tuckute_averaged.csv",
+                         ceiling_path=external_data_dir / "tuckute2024_devarda" / "NC-allroi-data_lang_extract.csv",
+                         limit=48)
+    feats = sentence_features(model, list(neural["stimulus"].values), layers=range(1, 5))
+    response = neural.values[:, 0]
+    last = feats.values[:, feats["layer"].values == 4].astype(np.float64)
+    readout = last @ np.random.default_rng(0).standard_normal(last.shape[1])
+    readout = (readout - readout.mean()) / readout.std() * response.std()
+    Y = np.c_[response + readout, response + 2.0 * readout]
+    targets = sentence_dataset(pd.DataFrame({"sentence": neural["stimulus"].values, "a": Y[:, 0], "b": Y[:, 1]}),
+                               responses=["a", "b"])
+    r = encode(feats, targets, protocol="authors")
+    for i, layer in enumerate(r["layer"].values):
+        X = feats.values[:, feats["layer"].values == layer]
+        assert X.shape[1] > 38  # wider than a training fold
+        ref_r, ref_alpha = _authors_sklearn(X, Y)
+        np.testing.assert_array_equal(r["alpha"].values[i], ref_alpha)
+        np.testing.assert_allclose(r.values[i], ref_r, atol=1e-6)
+        assert ref_alpha.max() < 1e3
+
+
+def test_protocols_differ_in_standardising_and_the_penalty_grid():
+    X, Y = _data(80, 12, 1, noise=3.0)
+    X[:, 0] *= 1000.0  # one feature on a large scale: standardising changes the fit
+    feats, neural = _arrays(X, Y)
+    authors, standardized = encode(feats, neural), encode(feats, neural, protocol="standardized")
+    assert set(np.ravel(authors["alpha"])) <= set(AUTHORS_ALPHAS)
+    assert set(np.ravel(standardized["alpha"])) <= set(PROTOCOLS["standardized"].alphas)
+    assert not np.allclose(authors.values, standardized.values)
+    splits = outer_splits(80)
+    ref = [pearson_columns(make_pipeline(StandardScaler(), RidgeCV(alphas=PROTOCOLS["standardized"].alphas))
+                           .fit(X[tr], Y[tr]).predict(X[te]).reshape(-1, 1), Y[te])[0] for tr, te in splits]
+    np.testing.assert_allclose(standardized.values[0, :, 0], ref, atol=1e-9)
 
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_brain.ipynb"

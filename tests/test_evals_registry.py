@@ -22,7 +22,8 @@ def test_every_benchmark_is_registered_with_its_facts():
 
 
 def test_report_and_paper_read_the_registry():
-    from genprune_nb.report import benchmarks as report, paper
+    from genprune_nb.report import benchmarks as report
+    from genprune_nb.report import paper
 
     assert {name: report.headline_metric(f"{name}@7") for name in all_benchmarks()} == {
         name: b.headline for name, b in all_benchmarks().items()}
@@ -54,3 +55,38 @@ def test_register_refuses_a_taken_name_and_a_headline_it_does_not_write():
     assert "new_task" not in all_benchmarks()
     with pytest.raises(ValueError, match="'new_task': unknown limit_rule 'first_n'"):
         Benchmark("new_task", "x", lambda s: (lambda m: []), ("acc",), "acc", limit_rule="first_n")
+
+
+def test_a_non_default_encoding_protocol_is_stored_under_its_own_label():
+    brain = ["brain_encoding", "brain_encoding_localized"]
+    quick = {"n_sentences": 40}
+    assert labels(brain, quick, {"protocol": "authors"}) == labels(brain, quick) == [
+        "brain_encoding@sentences=40", "brain_encoding_localized@sentences=40"]
+    assert labels(brain, quick, {"protocol": "standardized"}) == [
+        "brain_encoding@sentences=40,protocol=standardized",
+        "brain_encoding_localized@sentences=40,protocol=standardized"]
+    assert labels(brain, {}, {"protocol": "standardized"})[0] == "brain_encoding@protocol=standardized"
+    assert get_benchmark("hellaswag").label({"limit": 4}, {"protocol": "standardized"}) == "hellaswag@4"  # not its
+
+
+def test_the_protocol_option_reaches_the_encoding_and_an_unknown_one_is_refused():
+    import numpy as np
+    import torch
+
+    from genprune_nb.alignment.encoding import encoding_rows
+    from genprune_nb.alignment.neural import tuckute2024
+    from genprune_nb.evals import Settings, prepare
+    from genprune_nb.model.gpt import GPT
+
+    torch.manual_seed(0)
+    model = GPT(get_preset("smoke").model).eval()
+    neural = tuckute2024(limit=30)
+    values = {}
+    for protocol in ("authors", "standardized"):
+        rows = prepare("brain_encoding", Settings({"n_sentences": 30}, options={"protocol": protocol}))(model)
+        values[protocol] = [r["value"] for r in rows]
+        direct = encoding_rows(model, neural, protocol=protocol)
+        np.testing.assert_allclose(values[protocol], [r["value"] for r in direct])
+    assert not np.allclose(values["authors"], values["standardized"])
+    with pytest.raises(ValueError, match=r"protocol 'ridge'; choose from \['authors', 'standardized'\]"):
+        prepare("brain_encoding_localized", Settings({"n_sentences": 30}, options={"protocol": "ridge"}))

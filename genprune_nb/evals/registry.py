@@ -51,7 +51,9 @@ class Benchmark:
     """One registered evaluation. ``sizes`` maps each quick-run size it reads (a field of the preset's ``eval``
     section) to its key in the stored task label (None: written bare, as ``hellaswag@50``; at most one such).
     ``limit_rule`` says how a ``limit`` picks items of a benchmark split in subsets (``datafile``: ``round_robin``
-    for the authors' and DESIGN.md tasks, ``per_subset`` for lm-eval's); None where ``limit`` is no item count."""
+    for the authors' and DESIGN.md tasks, ``per_subset`` for lm-eval's); None where ``limit`` is no item count.
+    ``labelled_options`` maps each ``Settings.options`` entry that changes its numbers to its default: any other
+    value is written into the label (``brain_encoding@protocol=standardized``), so rows of two settings never mix."""
 
     name: str
     description: str
@@ -62,17 +64,21 @@ class Benchmark:
     ceiling: float | None = None
     sizes: Mapping[str, str | None] = field(default_factory=lambda: {"limit": None})
     limit_rule: LimitRule | None = None
+    labelled_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.limit_rule is not None and self.limit_rule not in LIMIT_RULES:
             raise ValueError(f"benchmark {self.name!r}: unknown limit_rule {self.limit_rule!r}; use one of "
                              f"{', '.join(LIMIT_RULES)} or None")
 
-    def label(self, sizes: Mapping[str, Any] | None = None) -> str:
-        """The task label its rows are stored under for these quick-run sizes (only the ones it reads count)."""
-        sizes = sizes or {}
+    def label(self, sizes: Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None) -> str:
+        """The task label its rows are stored under for these quick-run sizes and options (only the sizes it reads
+        and the options in ``labelled_options`` that differ from their default count)."""
+        sizes, options = sizes or {}, options or {}
         bare = next((sizes.get(s) for s, key in self.sizes.items() if key is None), None)
         keyed = {key: sizes.get(s) for s, key in self.sizes.items() if key is not None}
+        keyed.update({name: options[name] for name, default in self.labelled_options.items()
+                      if options.get(name, default) != default})
         return task_label(self.name, bare, **keyed)
 
 
@@ -135,9 +141,10 @@ def preset_sizes(preset: Preset, **given: Any) -> dict[str, Any]:
     return {name: preset.eval.pick(name, given.get(name)) for name in size_names()}
 
 
-def labels(names: Iterable[str], sizes: Mapping[str, Any] | None = None) -> list[str]:
-    """The stored task label of each benchmark in ``names`` for these sizes."""
-    return [get_benchmark(n).label(sizes) for n in names]
+def labels(names: Iterable[str], sizes: Mapping[str, Any] | None = None,
+           options: Mapping[str, Any] | None = None) -> list[str]:
+    """The stored task label of each benchmark in ``names`` for these sizes and options."""
+    return [get_benchmark(n).label(sizes, options) for n in names]
 
 
 def prepare(name: str, settings: Settings = Settings()) -> Evaluator:

@@ -99,7 +99,8 @@ def evaluate(
 
     ``limit`` and ``sizes`` (e.g. ``stories``, ``max_words``, ``n_sentences``; see ``registry.preset_sizes``) make a
     quick run, stored under its own task label; a ``limit`` given here overrides the one in ``sizes``. ``options``
-    go to every benchmark (``stride``, ``n_boot``...).
+    go to every benchmark (``stride``, ``n_boot``, ``protocol``...); those that change a benchmark's numbers away
+    from their default also go into its label (``Benchmark.labelled_options``).
     What the table already holds for the same checkpoint fingerprint and label is skipped, so an interrupted run
     resumes, and a benchmark's data is read only if some checkpoint still needs it. ``val_loss`` uses the first
     checkpoint's preset and schedule.
@@ -114,7 +115,7 @@ def evaluate(
     device = device or default_device()
     new = []
     for benchmark in chosen:
-        label = benchmark.label(sizes)
+        label = benchmark.label(sizes, options)
         todo = refs if lone else [r for r in refs if not table.has(r, label)]  # a lone checkpoint: always scored
         if todo:
             first = Checkpoint(Path(refs[0].path))

@@ -39,7 +39,8 @@ _DEFINITIONS = {
             "the highest summed log-prob; chance 0.25",
     "reading_times": "Pearson r between per-word surprisal (sum over the word's tokens, each story one running "
                      "context) and mean self-paced reading time, Natural Stories (10,256 words), raw r",
-    "brain_encoding": "held-out Pearson r of a ridge encoding model (penalty by inner CV, 5-fold shuffled KFold) "
+    "brain_encoding": "held-out Pearson r of a ridge encoding model (authors' protocol: raw features, penalty "
+                      "1e-30..1e29 by efficient LOO on the training folds, 5-fold shuffled KFold) "
                       "from one layer's last-token hidden state to the language network's response to 1,000 "
                       "six-word sentences (Tuckute 2024)",
     "ceiling": "noise ceiling of the language network's responses: the r a perfect model would reach given "

@@ -203,7 +203,8 @@ def task_label(name: str, limit: int | None = None, **sizes: Any) -> str:
     """The ``task`` value stored in results: the name for a full run; a quick run gets a suffix naming its size, so
     that it never stands in for a full one: ``hellaswag@50`` (``limit`` items), ``brain_encoding@sentences=40``,
     ``reading_times@stories=1,2,words=100`` (keyed ``sizes``, in the order given; a collection is written sorted
-    without repeats). Sizes that are None (everything) are left out."""
+    without repeats). Sizes that are None (everything) are left out. A non-default option that changes the numbers
+    is keyed the same way (``brain_encoding@protocol=standardized``)."""
     def written(value: Any) -> str:
         return ",".join(map(str, sorted(set(value)))) if isinstance(value, (list, tuple, set, range)) else str(value)
 
