@@ -39,8 +39,9 @@ def test_val_loss_by_hand(tmp_path):
 def test_evaluate_checkpoint_reads_ids_from_the_study_path(fake_study):
     run = fake_study.inner_run("RandomConnectome", 1)
     df = evaluate(run, "blimp", limit=3, device="cpu", progress=False)  # a run dir: its latest
-    assert list(df.columns[:5]) == COLUMNS[:5] and list(df.columns[-4:]) == ["metric", "value", "n", "fingerprint"]
-    assert set(df.columns[5:-4]) == {"paradigm", "phenomenon"}  # the results table's own column order
+    assert list(df.columns[:5]) == COLUMNS[:5] and list(df.columns[-5:]) == ["metric", "value", "n", "fingerprint",
+                                                                               "revision"]
+    assert set(df.columns[5:-5]) == {"paradigm", "phenomenon"}  # the results table's own column order
     assert set(df["fingerprint"]) == {resolve_checkpoint(run).fingerprint()}  # what was scored
     overall = df[df["paradigm"].isna() & df["phenomenon"].isna()].iloc[0]
     assert (overall["condition"], overall["seed"], overall["step"], overall["task"]) == \

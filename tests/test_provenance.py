@@ -17,7 +17,7 @@ from genprune_nb.study.generations import inner_keep_steps, inner_schedule, run_
 from genprune_nb.study.layout import StudyLayout
 from genprune_nb.evals.runner import sweep
 from genprune_nb.study.model_refs import ModelRef
-from genprune_nb.study.results import FINGERPRINT, ResultsTable
+from genprune_nb.study.results import FINGERPRINT, REVISION, ResultsTable
 from genprune_nb.training import provenance
 from genprune_nb.training.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from genprune_nb.training.loop import train
@@ -275,3 +275,29 @@ def test_val_loss_of_a_checkpoint_uses_the_schedule_it_trained_on(smoke_preset, 
                     state={SCHEDULE: provenance.jsonable(dataclasses.asdict(schedule))})
     row = evaluate(tmp_path / "run", "val_loss", device="cpu", progress=False).iloc[0]
     assert row["n"] == schedule.val_tokens and row["seed"] == 7
+
+
+def test_a_new_benchmark_revision_rescores_and_replaces_the_old_rows(tmp_path):
+    smoke = get_preset("smoke")
+    ckpt = save_checkpoint(tmp_path / "run", 5, model=GPT(smoke.model, seed=0), preset=smoke)
+    ref = ModelRef("NoConnectome", 0, 5, 2560, ckpt.path)
+    calls = []
+
+    def evaluate(model):
+        calls.append(1)
+        metric = "old_metric" if len(calls) == 1 else "new_metric"  # revision 2 writes other metrics
+        return [{"metric": "acc", "value": float(len(calls)), "n": 1}, {"metric": metric, "value": 0.0, "n": 1}]
+
+    table = ResultsTable(tmp_path / "results.csv")
+    sweep([ref], "task", evaluate, table, progress=False)  # revision 1, the default
+    sweep([ref], "task", evaluate, table, progress=False, revision=1)
+    assert len(calls) == 1 and table.has(ref, "task") and not table.has(ref, "task", 2)
+    df = sweep([ref], "task", evaluate, table, progress=False, revision=2)
+    assert len(calls) == 2
+    assert sorted(df["metric"]) == ["acc", "new_metric"] and set(df[REVISION]) == {2}  # no row of revision 1 left
+    assert df.loc[df["metric"] == "acc", "value"].item() == 2.0
+    # a table written before rows recorded revisions loads with revision 1, so revision 2 rescores it
+    df.drop(columns=[REVISION]).to_csv(table.path, index=False)
+    assert set(table.load()[REVISION]) == {1}
+    sweep([ref], "task", evaluate, table, progress=False, revision=2)
+    assert len(calls) == 3

@@ -53,7 +53,9 @@ class Benchmark:
     ``limit_rule`` says how a ``limit`` picks items of a benchmark split in subsets (``datafile``: ``round_robin``
     for the authors' and DESIGN.md tasks, ``per_subset`` for lm-eval's); None where ``limit`` is no item count.
     ``labelled_options`` maps each ``Settings.options`` entry that changes its numbers to its default: any other
-    value is written into the label (``brain_encoding@protocol=standardized``), so rows of two settings never mix."""
+    value is written into the label (``brain_encoding@protocol=standardized``), so rows of two settings never mix.
+    ``revision`` is raised by every change that alters its numbers; stored rows of an older revision are rescored
+    (``ResultsTable.has``), never mixed with new ones."""
 
     name: str
     description: str
@@ -65,6 +67,7 @@ class Benchmark:
     sizes: Mapping[str, str | None] = field(default_factory=lambda: {"limit": None})
     limit_rule: LimitRule | None = None
     labelled_options: Mapping[str, Any] = field(default_factory=dict)
+    revision: int = 1
 
     def __post_init__(self) -> None:
         if self.limit_rule is not None and self.limit_rule not in LIMIT_RULES:

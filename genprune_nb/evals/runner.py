@@ -13,7 +13,7 @@ from ..launch import default_device
 from ..model.gpt import GPT
 from ..study.layout import StudyLayout, inner_run_identity
 from ..study.model_refs import ModelRef
-from ..study.results import FINGERPRINT, ResultsTable, order_columns
+from ..study.results import FINGERPRINT, REVISION, ResultsTable, order_columns
 from ..training.checkpoint import Checkpoint, resolve_checkpoint
 from .registry import Settings, get_benchmark
 from .scorer import BATCH_SIZE
@@ -41,18 +41,19 @@ def sweep(
     *,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    revision: int = 1,
 ) -> pd.DataFrame:
-    """Score every checkpoint in ``refs`` not yet in ``table`` for ``task``; return the whole table (no table: the
-    new rows only).
+    """Score every checkpoint in ``refs`` not yet in ``table`` for ``task`` at benchmark ``revision``; return the
+    whole table (no table: the new rows only).
 
     ``evaluate(model)`` returns rows with at least ``metric``, ``value`` and ``n`` (and any extra keys);
     the checkpoint's ids and ``task`` are added here. Results are saved after every checkpoint.
     """
-    todo = [r for r in refs if table is None or not table.has(r, task)]
+    todo = [r for r in refs if table is None or not table.has(r, task, revision)]
     new = []
     for ref in tqdm(todo, desc=task, disable=not progress):
         model = ref.load_model(device)
-        scored = {**ref.ids(), "task": task, FINGERPRINT: ref.checkpoint_fingerprint()}
+        scored = {**ref.ids(), "task": task, FINGERPRINT: ref.checkpoint_fingerprint(), REVISION: revision}
         rows = [{**scored, **row} for row in evaluate(model)]
         if table is not None:
             table.add(rows)
@@ -101,7 +102,7 @@ def evaluate(
     quick run, stored under its own task label; a ``limit`` given here overrides the one in ``sizes``. ``options``
     go to every benchmark (``stride``, ``n_boot``, ``protocol``...); those that change a benchmark's numbers away
     from their default also go into its label (``Benchmark.labelled_options``).
-    What the table already holds for the same checkpoint fingerprint and label is skipped, so an interrupted run
+    What the table already holds for the same checkpoint fingerprint, label and benchmark revision is skipped, so an interrupted run
     resumes, and a benchmark's data is read only if some checkpoint still needs it. ``val_loss`` uses the first
     checkpoint's preset and schedule.
     """
@@ -116,12 +117,13 @@ def evaluate(
     new = []
     for benchmark in chosen:
         label = benchmark.label(sizes, options)
-        todo = refs if lone else [r for r in refs if not table.has(r, label)]  # a lone checkpoint: always scored
+        # a lone checkpoint is always scored
+        todo = refs if lone else [r for r in refs if not table.has(r, label, benchmark.revision)]
         if todo:
             first = Checkpoint(Path(refs[0].path))
             settings = Settings(sizes, batch_size, False, first.preset(), options or {}, first.schedule())
             new.append(sweep(todo, label, benchmark.prepare(settings), None if lone else table, device=device,
-                             progress=progress))
+                             progress=progress, revision=benchmark.revision))
     if not lone:
         return table.load()
     rows = order_columns(pd.concat(new, ignore_index=True)) if new else pd.DataFrame()

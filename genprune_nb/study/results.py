@@ -1,10 +1,12 @@
 """The tidy results table shared by every evaluation, and the labels of the tasks it stores.
 
 One row per (condition, seed, step, task, metric[, extra keys such as layer or subject]) with its ``value``, ``n``
-(items behind it) and the ``fingerprint`` of the checkpoint it scored (``Checkpoint.fingerprint``; empty for
-rows not scored from a checkpoint). Benchmarks, reading-time and brain-alignment scores all land in the same CSV,
+(items behind it), the ``fingerprint`` of the checkpoint it scored (``Checkpoint.fingerprint``; empty for
+rows not scored from a checkpoint) and the ``revision`` of the benchmark that scored it (``Benchmark.revision``,
+raised whenever a change alters its numbers; empty = 1, the rows written before revisions were recorded). Benchmarks, reading-time and brain-alignment scores all land in the same CSV,
 so a notebook can plot any of them against training with one ``groupby``. Re-running a sweep skips what is there
-for the same checkpoint; rows of a checkpoint that changed since are recomputed. Writers take turns (a file lock).
+for the same checkpoint and benchmark revision; rows of a checkpoint or a benchmark that changed since are
+recomputed and replace the old ones. Writers take turns (a file lock).
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
 ID_COLUMNS = ["condition", "seed", "step", "tokens"]
 COLUMNS = ID_COLUMNS + ["task", "metric", "value", "n"]
 FINGERPRINT = "fingerprint"  # str: Checkpoint.fingerprint of the scored checkpoint; empty if unknown; not a key
-_VALUES = ("value", "n", FINGERPRINT)
+REVISION = "revision"  # int: Benchmark.revision of the scoring code; empty = 1 (before revisions); not a key
+_VALUES = ("value", "n", FINGERPRINT, REVISION)
 _INTEGER_COLUMNS = ("seed", "step", "tokens")
 _NUMERIC_COLUMNS = ("value", "n")  # NaN allowed: a metric may be undefined for a checkpoint
 
@@ -40,20 +43,26 @@ class ResultsTable:
         df = read_results_csv(self.path)
         if FINGERPRINT not in df.columns:  # a table written before rows recorded it: every row counts as unknown
             df = order_columns(df.assign(**{FINGERPRINT: None}))
+        if REVISION not in df.columns:  # a table written before rows recorded it: revision 1
+            df = order_columns(df.assign(**{REVISION: 1}))
+        df[REVISION] = pd.to_numeric(df[REVISION]).fillna(1).astype(int)
         return df
 
-    def has(self, ref: ModelRef, task: str) -> bool:
+    def has(self, ref: ModelRef, task: str, revision: int = 1) -> bool:
+        """Whether ``task`` rows of this checkpoint (same fingerprint) scored at benchmark ``revision`` are stored."""
         df = self.load()
         if df.empty:
             return False
         hit = (df["condition"] == ref.condition) & (df["seed"] == ref.seed) & (df["step"] == ref.step)
-        return bool((hit & (df["task"] == task) & (df[FINGERPRINT] == ref.checkpoint_fingerprint())).any())
+        hit &= (df["task"] == task) & (df[REVISION] == revision)
+        return bool((hit & (df[FINGERPRINT] == ref.checkpoint_fingerprint())).any())
 
     def add(self, rows: pd.DataFrame | Iterable[dict[str, Any]]) -> pd.DataFrame:
-        """Append rows; a row with the same keys (every column but value, n and fingerprint) replaces the old one.
+        """Append rows; a row with the same keys (every column but value, n, fingerprint, revision) replaces the old
+        one.
 
-        Rows of a checkpoint scored under another fingerprint for the same task are dropped (they describe weights
-        that no longer exist). The table is re-read and rewritten under its lock, so concurrent writers lose nothing.
+        Rows of a checkpoint scored under another fingerprint or benchmark revision for the same task are dropped
+        (they describe weights that no longer exist, or code that no longer scores that way). The table is re-read and rewritten under its lock, so concurrent writers lose nothing.
         """
         new = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         missing = [c for c in COLUMNS if c not in new.columns]
@@ -61,6 +70,8 @@ class ResultsTable:
             raise ValueError(f"results rows lack columns {missing}")
         if FINGERPRINT not in new.columns:
             new = new.assign(**{FINGERPRINT: None})
+        if REVISION not in new.columns:
+            new = new.assign(**{REVISION: 1})
         with file_lock(self.path):
             old = _drop_superseded(self.load(), new) if self.path.exists() else None
             df = pd.concat([old, new], ignore_index=True) if old is not None else new
@@ -113,26 +124,28 @@ def read_results_csv(path: Path) -> pd.DataFrame:
 
 
 def _drop_superseded(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """``old`` without the rows of a (condition, seed, step, task) that ``new`` rescores under another fingerprint."""
-    scored = new[new[FINGERPRINT].notna()]
-    if scored.empty or old.empty:
+    """``old`` without the rows of a (condition, seed, step, task) that ``new`` rescores under another fingerprint
+    or benchmark revision."""
+    if new.empty or old.empty:
         return old
     where = ["condition", "seed", "step", "task"]
-    current = scored[where + [FINGERPRINT]].drop_duplicates(subset=where, keep="last")
-    merged = old[where + [FINGERPRINT]].merge(current, on=where, how="left", suffixes=("", "_now"))
-    stale = merged[f"{FINGERPRINT}_now"].notna() & (merged[FINGERPRINT] != merged[f"{FINGERPRINT}_now"])
-    return old[~stale.to_numpy()].reset_index(drop=True)
+    current = new[where + [FINGERPRINT, REVISION]].drop_duplicates(subset=where, keep="last")
+    merged = old[where + [FINGERPRINT, REVISION]].merge(current, on=where, how="left", suffixes=("", "_now"))
+    rescored = merged[f"{REVISION}_now"].notna()
+    other_weights = merged[f"{FINGERPRINT}_now"].notna() & (merged[FINGERPRINT] != merged[f"{FINGERPRINT}_now"])
+    other_code = merged[REVISION] != merged[f"{REVISION}_now"]
+    return old[~(rescored & (other_weights | other_code)).to_numpy()].reset_index(drop=True)
 
 
 def extra_keys(df: pd.DataFrame) -> list[str]:
     """The key columns beyond ``COLUMNS`` (subject, layer, paradigm, ...): empty in a task's overall rows."""
-    return [c for c in df.columns if c not in COLUMNS and c != FINGERPRINT]
+    return [c for c in df.columns if c not in COLUMNS and c not in (FINGERPRINT, REVISION)]
 
 
 def order_columns(df: pd.DataFrame) -> pd.DataFrame:
     """The table's column order: ids and task, then extra keys (subject, layer, ...), then metric, value, n and,
-    where rows record it, the checkpoint's fingerprint."""
-    return df[COLUMNS[:5] + extra_keys(df) + COLUMNS[5:] + [c for c in [FINGERPRINT] if c in df.columns]]
+    where rows record them, the checkpoint's fingerprint and the benchmark's revision."""
+    return df[COLUMNS[:5] + extra_keys(df) + COLUMNS[5:] + [c for c in (FINGERPRINT, REVISION) if c in df.columns]]
 
 
 def resolve_task(results: pd.DataFrame, task: str) -> str:

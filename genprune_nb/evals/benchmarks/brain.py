@@ -47,7 +47,7 @@ def _localized(s: Settings) -> Evaluator:
 
 def _register(name: str, description: str, prepare: Callable[[Settings], Evaluator]) -> None:
     register(Benchmark(name, description, prepare, METRICS, "r", ceiling=NOISE_CEILING, sizes=SIZES,
-                       labelled_options=OPTIONS))
+                       labelled_options=OPTIONS, revision=2))  # 2: the authors' protocol by default
 
 
 _register(encoding.TASK, "Tuckute 2024 sentences: cross-validated ridge r per layer (last token)", _by_layer)
