@@ -265,14 +265,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def hellaswag_dataset(*, data_file: str, **_: Any) -> datasets.DatasetDict:
-    """HellaSwag docs from a local jsonl, with lm-eval's ``query`` / ``choices`` / ``gold`` fields added."""
-    docs = []
-    for item in hellaswag.load(data_file):
-        query, choices = hellaswag.texts(item, "lm-eval")
-        docs.append({"activity_label": item.activity_label, "ctx_a": item.ctx_a, "ctx_b": item.ctx_b,
-                     "ctx": item.ctx, "endings": list(item.endings), "label": item.label, "query": query,
-                     "choices": choices, "gold": item.label})
-    return datasets.DatasetDict({"validation": datasets.Dataset.from_list(docs)})
+    """HellaSwag docs from a local jsonl, with the ``query`` / ``choices`` / ``gold`` fields of lm-eval's own
+    ``process_docs`` (so its preprocessing, not the package's, makes the prompts)."""
+    from lm_eval.tasks.hellaswag.utils import process_docs
+
+    docs = [{"activity_label": item.activity_label, "ctx_a": item.ctx_a, "ctx_b": item.ctx_b, "ctx": item.ctx,
+             "endings": list(item.endings), "label": item.label} for item in hellaswag.load(data_file)]
+    return datasets.DatasetDict({"validation": process_docs(datasets.Dataset.from_list(docs))})
 
 
 def mmlu_dataset(*, test_file: str, dev_file: str, mmlu_subject: str, **_: Any) -> datasets.DatasetDict:
@@ -294,8 +293,12 @@ def blimp_dataset(*, data_file: str, **_: Any) -> datasets.DatasetDict:
 
 ACC = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
 ACC_NORM = {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}
-MMLU_PROMPT = ("{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}"
-               "\nAnswer:")
+def lm_eval_template(path: str) -> dict[str, Any]:
+    """A task template shipped with lm-eval (``path`` under ``lm_eval/tasks``), so the prompts are its own."""
+    import lm_eval.tasks
+
+    with open(Path(lm_eval.tasks.__file__).parent / path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
 
 
 def _write_task(folder: Path, config: dict[str, Any], loader: str) -> str:
@@ -359,7 +362,7 @@ def write_task_configs(
         files = {p.name[: -len("_test.csv")]: p for p in sorted((root / "test").glob("*_test.csv"))}
         if not files:
             raise FileNotFoundError(f"no MMLU files {root}/test/<subject>_test.csv")
-        tasks = []
+        tasks, mmlu_template = [], lm_eval_template("mmlu/default/_default_template_yaml")
         for subject in _pick(files, subjects, "MMLU subjects"):
             dev = root / "dev" / f"{subject}_dev.csv"
             if not dev.is_file():
@@ -371,16 +374,18 @@ def write_task_configs(
                 "test_split": "test", "fewshot_split": "dev", "fewshot_config": {"sampler": "first_n"},
                 "description": f"The following are multiple choice questions (with answers) about "
                                f"{subject.replace('_', ' ')}.\n\n",
-                "doc_to_text": MMLU_PROMPT, "doc_to_choice": ["A", "B", "C", "D"], "doc_to_target": "answer",
+                "doc_to_text": mmlu_template["doc_to_text"], "doc_to_choice": mmlu_template["doc_to_choice"],
+                "doc_to_target": mmlu_template["doc_to_target"],
                 "metric_list": [ACC], **common}, "mmlu_dataset"))
         names.append(_write_group(folder, "genprune_mmlu", tasks, weight_by_size=True))
     if "blimp" in benchmarks:
         files = {p.stem: p for p in blimp.paradigm_files(blimp_root)}
+        template = lm_eval_template("blimp/_template_yaml")
         tasks = [_write_task(folder, {
             "task": f"genprune_blimp_{paradigm}", "task_alias": paradigm,
             "dataset_kwargs": {"data_file": os.fspath(files[paradigm].resolve())}, "test_split": "test",
-            "doc_to_text": "", "doc_to_target": 0, "doc_to_choice": "{{[sentence_good, sentence_bad]}}",
-            "num_fewshot": 0, "metric_list": [ACC], **common}, "blimp_dataset")
+            **{k: template[k] for k in ("doc_to_text", "doc_to_target", "doc_to_choice", "num_fewshot")},
+            "metric_list": [ACC], **common}, "blimp_dataset")
             for paradigm in _pick(files, paradigms, "BLiMP paradigms")]
         names.append(_write_group(folder, "genprune_blimp", tasks, weight_by_size=False))
     return names
