@@ -50,7 +50,8 @@ BASELINE = ("length", "log_frequency", "position", "previous_surprisal", "n_toke
 """Default baseline predictors of the regression (columns of :func:`predictors`)."""
 FOLDS = 10
 
-_WORD = re.compile(r"[a-z0-9]+(?:['’\-][a-z0-9]+)*")
+# a word as counted in a corpus (lower case; inner apostrophes and hyphens kept)
+WORD = re.compile(r"[a-z0-9]+(?:['’\-][a-z0-9]+)*")
 
 
 def surprisal_for(
@@ -155,13 +156,13 @@ def ceiling(rts: xr.DataArray) -> float:
 
 def normalize_word(word: str) -> str:
     """Lower case without surrounding punctuation (``"'Admiral"`` -> ``"admiral"``), as counted in a corpus."""
-    found = _WORD.findall(word.lower())
+    found = WORD.findall(word.lower())
     return max(found, key=len) if found else word.lower()
 
 
 def punctuation(word: str) -> int:
     """Characters attached to a word around its core (``"'Stop!'"`` -> 3, ``"don't."`` -> 1, ``"--"`` -> 2)."""
-    found = _WORD.findall(word.lower())
+    found = WORD.findall(word.lower())
     return len(word) - (len(max(found, key=len)) if found else 0)
 
 
@@ -170,7 +171,7 @@ def corpus_word_counts(corpus: str = "english_prose") -> Counter:
     """Word counts of a catalog text corpus (lower-cased words; inner apostrophes and hyphens kept)."""
     counts: Counter = Counter()
     for path in text_files(corpus):
-        counts.update(_WORD.findall(path.read_text(encoding="utf-8", errors="replace").lower()))
+        counts.update(WORD.findall(path.read_text(encoding="utf-8", errors="replace").lower()))
     return counts
 
 
