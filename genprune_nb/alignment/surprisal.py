@@ -47,11 +47,8 @@ def tokenize_words(words: Sequence[str], separators: str | Sequence[str] = " ") 
         raise TypeError(f"word {bad} is {words[bad]!r} ({type(words[bad]).__name__}), not a string")
     regions = [s + w for s, w in zip(separators_for(words, separators), words)]
     enc = get_tokenizer()
-    ids = enc.encode_ordinary("".join(regions))
-    word_ends = np.cumsum([len(r.encode("utf-8")) for r in regions])
-    token_ends = np.cumsum([len(enc.decode_single_token_bytes(t)) for t in ids])
-    assert token_ends[-1] == word_ends[-1], "token bytes do not add up to the text"
-    return ids, np.searchsorted(word_ends, token_ends - 1, side="right")
+    ids = enc.encode("".join(regions))
+    return ids, enc.region_of_tokens(ids, regions)
 
 
 def window_starts(n: int, block_size: int, stride: int) -> list[int]:
