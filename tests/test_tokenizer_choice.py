@@ -16,6 +16,7 @@ from genprune_nb.data.prepare import corpora_preview, ensure_corpora, fetch_corp
 from genprune_nb.data.shards import ShardError, list_shards, read_header, read_shard, require_tokenizer, write_shard
 from genprune_nb.model.features import sentence_features, token_features
 from genprune_nb.model.gpt import GPT
+from genprune_nb.study.released import export_released, read_config
 from genprune_nb.tokenizer import get_tokenizer, padded_vocab
 from genprune_nb.training import provenance
 from genprune_nb.training.checkpoint import latest_checkpoint, save_checkpoint
@@ -172,3 +173,11 @@ def test_bytes_model_trains_and_gives_features(byte_preset, tmp_path):
     assert token_features(model, windows).shape[0] == 128
     with pytest.raises(ValueError, match="run uses tokenizer 'bytes' but gpt2 uses 'gpt2'"):
         features_of({"run": model, "gpt2": GPT(SMOKE.model)}, windows)
+
+
+def test_an_exported_bytes_model_loads_back_as_bytes(tmp_path):
+    byte_model = override(SMOKE, BYTES_MODEL).model
+    config = json.loads((export_released(GPT(byte_model), tmp_path / "b") / "config.json").read_text())
+    assert config["tokenizer"] == "bytes" and read_config(tmp_path / "b") == byte_model
+    config = json.loads((export_released(GPT(SMOKE.model), tmp_path / "g") / "config.json").read_text())
+    assert "tokenizer" not in config and read_config(tmp_path / "g").tokenizer == "gpt2"  # the authors' layout
