@@ -52,7 +52,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         summary = prepare_files(args.files, preset.data.tokens_dir, preset.data.shard_prefix,
                                 val_documents=preset.data.val_documents,
                                 small_documents=preset.data.small_documents, overwrite=args.overwrite,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, tokenizer=preset.model.tokenizer)
     else:
         from .data import catalog
         from .data.prepare import fetch_corpora, prepare_corpora

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GenpruneError
+from .tokenizer import TokenizerError, get_tokenizer, padded_vocab
 
 # The pruning criteria by name, implemented in ``connectome.pruning`` (named here so a preset can be validated).
 CRITERIA = ("magnitude", "random", "attribution", "structured")
@@ -39,11 +40,14 @@ class ModelConfig:
     n_head: int = 12
     n_embd: int = 768
     block_size: int = 1024
-    vocab_size: int = 50304  # GPT-2's 50,257 padded to a multiple of 64
+    vocab_size: int = padded_vocab("gpt2")  # GPT-2's 50,257 padded to a multiple of 64: 50,304
     tie_embeddings: bool = False  # the authors' model has an untied lm_head
     rope_base: float = 10000.0
     norm_eps: float = 1e-6
     init_std: float = 0.02
+    # the tokenizer (genprune_nb.tokenizer) of the model's data and evaluations; a bytes model takes
+    # vocab_size=padded_vocab("bytes") (320). Configs written before this field read as gpt2.
+    tokenizer: str = "gpt2"
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
@@ -58,14 +62,25 @@ class ModelConfig:
             raise ConfigError(
                 f"head dimension n_embd/n_head = {self.head_dim} must be even for rotary embeddings"
             )
-        if self.vocab_size < 50257:
-            raise ConfigError(
-                f"model.vocab_size={self.vocab_size} is smaller than the GPT-2 vocabulary (50257)"
-            )
+        try:
+            n_vocab = get_tokenizer(self.tokenizer).n_vocab
+        except TokenizerError as e:
+            raise ConfigError(f"model.tokenizer: {e}") from None
+        if self.vocab_size < n_vocab:
+            raise ConfigError(f"model.vocab_size={self.vocab_size} is smaller than the vocabulary of model.tokenizer="
+                              f"{self.tokenizer!r} ({n_vocab} ids)")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    def recorded_fields(self) -> dict[str, Any]:
+        """The fields as run and checkpoint fingerprints record them: the tokenizer only when it is not gpt2, so
+        that the fingerprints of models made before the field existed (all GPT-2) stay the same."""
+        fields = dataclasses.asdict(self)
+        if fields["tokenizer"] == "gpt2":
+            del fields["tokenizer"]
+        return fields
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "genprune_nb"
 # floor -> the top-level modules and subpackages on it (README, "Architecture")
 FLOORS = {
     0: ("errors",),
-    1: ("storage", "stats"),
-    2: ("config", "tokenizer", "launch"),
+    1: ("storage", "stats", "tokenizer"),
+    2: ("config", "launch"),
     3: ("data",),
     4: ("model",),
     5: ("connectome",),

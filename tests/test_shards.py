@@ -24,7 +24,7 @@ def test_round_trip(tmp_path):
     write_shard(path, tokens)
     assert os.listdir(tmp_path) == [path.name]  # no temporary left behind
     assert path.stat().st_size == HEADER_BYTES + 2 * len(tokens)
-    assert read_header(path) == (MAGIC, 1, 5)
+    assert read_header(path) == (MAGIC, 1, 5, "gpt2")  # slot 3 left 0, as llm.c leaves it: GPT-2
     got = read_shard(path)
     assert got.dtype == np.uint16 and not got.flags.writeable
     np.testing.assert_array_equal(got, tokens)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..model.lm import model_device, next_token_logprobs
-from ..tokenizer import EOT, get_tokenizer
+from ..tokenizer import EOT, get_tokenizer, owner_of_tokens
 
 
 def separators_for(words: Sequence[str], separators: str | Sequence[str]) -> list[str]:
@@ -49,17 +49,8 @@ def tokenize_words(words: Sequence[str], separators: str | Sequence[str] = " ") 
         raise TypeError(f"word {bad} is {words[bad]!r} ({type(words[bad]).__name__}), not a string")
     regions = [s + w for s, w in zip(separators_for(words, separators), words)]
     enc = get_tokenizer()
-    ids = enc.encode_ordinary("".join(regions))
-    word_ends = np.cumsum([len(r.encode("utf-8")) for r in regions])
-    token_ends = np.cumsum([len(enc.decode_single_token_bytes(t)) for t in ids])
-    assert token_ends[-1] == word_ends[-1], "token bytes do not add up to the text"
-    return ids, owner_of_tokens(word_ends, token_ends)
-
-
-def owner_of_tokens(word_ends: Sequence[int], token_ends: Sequence[int]) -> np.ndarray:
-    """Index of the word each token belongs to: the word whose span (separator + word, ending at ``word_ends``,
-    exclusive offsets into the joined text) holds the token's last character or byte (``token_ends - 1``)."""
-    return np.searchsorted(np.asarray(word_ends), np.asarray(token_ends) - 1, side="right")
+    ids = enc.encode("".join(regions))
+    return ids, enc.region_of_tokens(ids, regions)
 
 
 def sum_over_words(token_bits: Sequence[float], word_of_token: Sequence[int], n_words: int

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..config import Preset
 from ..data.manifest import shard_files
-from ..data.shards import read_header, read_shard
+from ..data.shards import read_header, read_shard, require_tokenizer
 from ..model.features import token_features
 from ..study.layout import StudyLayout
 from ..study.model_refs import ModelRef
@@ -31,19 +31,22 @@ from .cka import cka_matrix
 
 
 def sample_token_windows(files: Sequence[str | os.PathLike], n_tokens: int, seq_len: int,
-                         seed: int | None = 0, *, vocab_size: int) -> torch.Tensor:
+                         seed: int | None = 0, *, vocab_size: int, tokenizer: str | None = None) -> torch.Tensor:
     """ceil(n_tokens / seq_len) windows of ``seq_len`` tokens from token shards, as a LongTensor [n_windows, T].
 
     Each shard is cut into aligned, non-overlapping windows; ``seed`` draws distinct windows uniformly from all of
     them (returned in file order), ``seed=None`` takes the first ones. E.g. the study's validation shards,
     ``genprune_nb.data.manifest.shard_files(preset, "val")``. A shard whose windows hold a token id the model
-    cannot embed (>= ``vocab_size``, the model's) is refused, naming the file.
+    cannot embed (>= ``vocab_size``, the model's) is refused, naming the file; so is, with ``tokenizer`` (the
+    model's), a shard whose header records another tokenizer.
     """
     if n_tokens < 1 or seq_len < 1:
         raise ValueError(f"n_tokens and seq_len must be >= 1, got {n_tokens} and {seq_len}")
     files = list(files)
     if not files:
         raise ValueError("sample_token_windows needs at least one shard file")
+    if tokenizer is not None:
+        require_tokenizer(files, tokenizer)
     n_windows = math.ceil(n_tokens / seq_len)
     per_file = np.array([read_header(f).n_tokens // seq_len for f in files], dtype=np.int64)
     total = int(per_file.sum())
@@ -69,9 +72,10 @@ def sample_token_windows(files: Sequence[str | os.PathLike], n_tokens: int, seq_
 
 
 def validation_windows(preset: Preset, n_tokens: int, seed: int | None = 0) -> torch.Tensor:
-    """:func:`sample_token_windows` of the study's val shards, in the preset's training windows and vocabulary."""
+    """:func:`sample_token_windows` of the study's val shards, in the preset's training windows, vocabulary and
+    tokenizer."""
     return sample_token_windows(shard_files(preset, "val"), n_tokens, preset.train.seq_len, seed,
-                                vocab_size=preset.model.vocab_size)
+                                vocab_size=preset.model.vocab_size, tokenizer=preset.model.tokenizer)
 
 
 def _layer_blocks(features: xr.DataArray, name: str) -> tuple[list[int], list[np.ndarray]]:
@@ -143,12 +147,24 @@ def model_cka(
     dtype: str = "bfloat16",
     progress: bool = False,
 ) -> xr.DataArray:
-    """:func:`layer_cka` of the two models' :func:`token_features` on the same ``tokens`` [n_seq, T]."""
+    """:func:`layer_cka` of the two models' :func:`token_features` on the same ``tokens`` [n_seq, T] (the two must
+    share a tokenizer, or the same ids would be different texts to them)."""
+    same_tokenizer({"model_a": model_a, "model_b": model_b})
     feats_a = token_features(model_a, tokens, layers=layers, batch_size=feature_batch_size, dtype=dtype,
                              progress=progress)
     feats_b = feats_a if model_b is model_a else token_features(
         model_b, tokens, layers=layers, batch_size=feature_batch_size, dtype=dtype, progress=progress)
     return layer_cka(feats_a, feats_b, method=method, batch_size=batch_size, seed=seed)
+
+
+def same_tokenizer(models: Mapping[str, object]) -> None:
+    """Refuse models (or tokenizer names) that do not share one tokenizer, naming the first two that differ."""
+    names = {name: m if isinstance(m, str) else m.config.tokenizer for name, m in models.items()}
+    (first, tok), *rest = names.items()
+    for name, other in rest:
+        if other != tok:
+            raise ValueError(f"{first} uses tokenizer {tok!r} but {name} uses {other!r}: their token ids are "
+                             "different texts, so their features cannot be compared on the same tokens")
 
 
 # --- the study's comparisons: which models to set side by side ---------------------------------------------------
@@ -163,11 +179,14 @@ def features_of(
 ) -> dict[str, xr.DataArray]:
     """:func:`token_features` of every named model on the same ``tokens``, loading one model at a time.
 
-    A value is a model or anything with ``load_model(device)`` (a ``ModelRef`` or a ``Checkpoint``).
+    A value is a model or anything with ``load_model(device)`` (a ``ModelRef`` or a ``Checkpoint``). All models must
+    share one tokenizer (a model of another one is refused, naming it).
     """
-    out = {}
+    out, first = {}, None
     for name, source in tqdm(models.items(), desc="features", disable=not progress):
         model = source.load_model(device) if hasattr(source, "load_model") else source
+        first = first or (name, model.config.tokenizer)
+        same_tokenizer({first[0]: first[1], name: model})
         out[name] = token_features(model.eval(), tokens, **kwargs)
         del model
     return out

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .shards import ShardError, read_header, read_shard
+from .shards import ShardError, read_header, read_shard, require_tokenizer
 
 
 def tokens_per_step(batch_size: int, seq_len: int, world_size: int = 1) -> int:
@@ -30,7 +30,8 @@ class TokenLoader:
     (seed, epoch, shard): seeds see the same tokens per epoch in different orders, still deterministic and
     resumable. Without it the order is sequential (DESIGN.md §4).
 
-    With ``vocab_size`` each shard is checked once, when first opened, for token ids the model cannot embed.
+    With ``vocab_size`` each shard is checked once, when first opened, for token ids the model cannot embed; with
+    ``tokenizer`` (the model's) a shard whose header records another tokenizer is refused up front.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class TokenLoader:
         world_size: int = 1,
         shuffle_seed: int | None = None,
         vocab_size: int | None = None,
+        tokenizer: str | None = None,
     ):
         if not files:
             raise ValueError("TokenLoader needs at least one shard file")
@@ -57,6 +59,8 @@ class TokenLoader:
         self.step_tokens = tokens_per_step(batch_size, seq_len, world_size)
         # headers are checked up front (cheap), so a bad or short shard fails now, not hours into training
         self._n_tokens = [read_header(f).n_tokens for f in self.files]
+        if tokenizer is not None:
+            require_tokenizer(self.files, tokenizer)
         for f, n in zip(self.files, self._n_tokens):
             if n < self.step_tokens + 1:
                 raise ValueError(

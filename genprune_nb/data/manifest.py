@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import DataConfig, Preset
-from .shards import ShardError, find_shards, read_header
+from .shards import ShardError, find_shards, read_header, require_tokenizer
 
 
 def manifest_path(tokens_dir: str | os.PathLike, prefix: str) -> Path:
@@ -99,5 +99,8 @@ def corpus_shards(data: DataConfig, corpus: str) -> list[Path]:
 
 
 def shard_files(preset: Preset, corpus: str) -> list[Path]:
-    """Token shards of the preset's ``val``, ``large`` (L) or ``small`` (S) corpus, checked against its manifest."""
-    return corpus_shards(preset.data, corpus)
+    """Token shards of the preset's ``val``, ``large`` (L) or ``small`` (S) corpus, checked against its manifest and
+    refused if a header records another tokenizer than the preset's model."""
+    paths = corpus_shards(preset.data, corpus)
+    require_tokenizer(paths, preset.model.tokenizer)
+    return paths

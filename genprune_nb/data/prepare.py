@@ -1,8 +1,10 @@
 """Tokenize text documents into llm.c-style token shards (``{name}_val_*.bin`` then ``{name}_train_*.bin``).
 
-As in llm.c's ``fineweb.py``: every document is prefixed with ``<|endoftext|>`` (50256), shards hold at most
+As in llm.c's ``fineweb.py``: every document is prefixed with ``<|endoftext|>`` (50256 for GPT-2), shards hold at most
 ``shard_tokens`` tokens, a document may straddle a shard boundary, and the shard index runs on across the
 splits (one val shard -> ``val_000000``, then ``train_000001``, ...), matching the FineWeb10B file names.
+Documents are tokenized with the preset's ``model.tokenizer`` (GPT-2 by default); every shard header and the
+manifest record it, and a model reads only shards of its own tokenizer.
 """
 from __future__ import annotations
 
@@ -18,23 +20,23 @@ from tqdm.auto import tqdm
 
 from ..config import Preset
 from ..storage.atomic import write_json
-from ..tokenizer import EOT, get_tokenizer
+from ..tokenizer import get_tokenizer
 from .catalog import sha256
-from .manifest import corpus_shards
+from .manifest import corpus_shards, shard_files
 from .shards import write_shard
 
 if TYPE_CHECKING:  # pandas is imported where a summary is built, not by every data preparation
     import pandas as pd
 
 SPLITS = ("val", "small", "train")  # in document order: held-out val, the small corpus S, the large corpus L
-_BATCH_DOCS = 64  # documents per encode_ordinary_batch call
+_BATCH_DOCS = 64  # documents per encode_batch call
 
 
 class _ShardWriter:
     """Fills fixed-size token buffers and writes each full one as the next shard."""
 
-    def __init__(self, out_dir: Path, name: str, shard_tokens: int):
-        self.out_dir, self.name = out_dir, name
+    def __init__(self, out_dir: Path, name: str, shard_tokens: int, tokenizer: str):
+        self.out_dir, self.name, self.tokenizer = out_dir, name, tokenizer
         self.buf = np.empty(shard_tokens, dtype=np.uint16)
         self.fill = 0
         self.index = 0  # runs on across splits, as in llm.c
@@ -60,7 +62,7 @@ class _ShardWriter:
             return
         split = self.split
         fname = f"{self.name}_{split}_{self.index:06d}.bin"
-        write_shard(self.out_dir / fname, self.buf[: self.fill])
+        write_shard(self.out_dir / fname, self.buf[: self.fill], tokenizer=self.tokenizer)
         self.files[split].append(fname)
         self.tokens[split] += self.fill
         self.n_tokens[fname] = self.fill
@@ -83,8 +85,9 @@ def prepare_documents(
     progress: bool = True,
     overwrite: bool = False,
     source=None,
+    tokenizer: str = "gpt2",
 ) -> dict:
-    """Tokenize ``documents`` into shards in ``out_dir``.
+    """Tokenize ``documents`` with ``tokenizer`` (a ``genprune_nb.tokenizer`` name) into shards in ``out_dir``.
 
     The first ``val_documents`` form the val split, the next ``small_documents`` the ``small`` split (the inner
     loop's corpus S) and the rest the ``train`` split (the outer loop's corpus L): three disjoint token sets.
@@ -98,6 +101,7 @@ def prepare_documents(
     """
     total = len(documents) if hasattr(documents, "__len__") else None
     out_dir = Path(out_dir)
+    enc = get_tokenizer(tokenizer)
     if val_documents < 0 or small_documents < 0:
         raise ValueError(f"val_documents and small_documents must be >= 0, got {val_documents}, {small_documents}")
     quota = {"val": val_documents, "small": small_documents}
@@ -109,8 +113,7 @@ def prepare_documents(
             f"{out_dir} already holds {len(old)} '{name}' shards (e.g. {min(old)}); pass overwrite=True to replace them"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    enc = get_tokenizer()
-    writer = _ShardWriter(out_dir, name, shard_tokens)
+    writer = _ShardWriter(out_dir, name, shard_tokens, enc.name)
     n_docs = {s: 0 for s in SPLITS}
     docs: Iterator[str] = iter(documents)
     with tqdm(total=total, unit="doc", desc=f"tokenizing {name}", disable=not progress) as bar:
@@ -118,9 +121,9 @@ def prepare_documents(
             for i, doc in enumerate(batch):
                 if not isinstance(doc, str):
                     raise TypeError(f"document {sum(n_docs.values()) + i} is {type(doc).__name__}, not str")
-            for ids in enc.encode_ordinary_batch(batch):
+            for ids in enc.encode_batch(batch):
                 split = next((s for s in SPLITS[:-1] if n_docs[s] < quota[s]), SPLITS[-1])
-                writer.add(split, np.array([EOT, *ids], dtype=np.uint16))
+                writer.add(split, np.array([enc.eot, *ids], dtype=np.uint16))
                 n_docs[split] += 1
             bar.update(len(batch))
     if not sum(n_docs.values()):
@@ -136,8 +139,8 @@ def prepare_documents(
         "sha256": {f: sha256(out_dir / f) for f in writer.n_tokens},
         "documents": n_docs,
         "shard_tokens": shard_tokens,
-        "tokenizer": "gpt2",
-        "eot": EOT,
+        "tokenizer": enc.name,
+        "eot": enc.eot,
         "source": source,
     }
     write_json(out_dir / f"{name}_meta.json", summary)
@@ -195,7 +198,8 @@ CORPORA = ("val", "small", "large")
 
 
 def prepare_corpora(preset: Preset, *, overwrite: bool = False, progress: bool = True) -> dict:
-    """Tokenize a preset's text corpus (a data-catalog entry) into its val / small (S) / train (L) shards."""
+    """Tokenize a preset's text corpus (a data-catalog entry) with its model's tokenizer into its val / small (S) /
+    train (L) shards."""
     from . import catalog
 
     data = preset.data
@@ -203,7 +207,7 @@ def prepare_corpora(preset: Preset, *, overwrite: bool = False, progress: bool =
         raise ValueError(f"corpus {data.corpus!r} is distributed as token shards, not text: use fetch_corpora")
     return prepare_files(catalog.text_files(data.corpus), data.tokens_dir, data.shard_prefix,
                          val_documents=data.val_documents, small_documents=data.small_documents,
-                         overwrite=overwrite, progress=progress)
+                         overwrite=overwrite, progress=progress, tokenizer=preset.model.tokenizer)
 
 
 def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
@@ -215,6 +219,9 @@ def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
 
     data = preset.data
     dataset = catalog.get(data.corpus)
+    if preset.model.tokenizer != "gpt2":  # the distributed shard sets (FineWeb) hold GPT-2 ids
+        raise ValueError(f"corpus {data.corpus!r} is distributed as GPT-2 token shards, but model.tokenizer is "
+                         f"{preset.model.tokenizer!r}: choose a text corpus (data.corpus) to tokenize")
     tokens_dir = Path(data.tokens_dir)
     if tokens_dir.name != dataset.folder:
         raise ValueError(f"data.tokens_dir={data.tokens_dir!r} must end in the dataset's folder {dataset.folder!r}")
@@ -225,12 +232,15 @@ def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
 
 
 def ensure_corpora(preset: Preset, *, progress: bool = True) -> None:
-    """Make the preset's three corpora (val, S, L) available: tokenize text or download shards, if missing."""
+    """Make the preset's three corpora (val, S, L) available: tokenize text or download shards, if missing.
+
+    Shards already there of another tokenizer than the model's are refused (ShardError naming the file), never reused.
+    """
     from . import catalog
 
     try:
         for corpus in CORPORA:
-            corpus_shards(preset.data, corpus)
+            shard_files(preset, corpus)
         return
     except FileNotFoundError:
         pass
@@ -265,6 +275,6 @@ def corpora_preview(preset: Preset, n_tokens: int = 60) -> dict[str, str]:
     glance that val, S and L hold different documents."""
     from .shards import read_shard
 
-    enc = get_tokenizer()
-    return {corpus: enc.decode(read_shard(corpus_shards(preset.data, corpus)[0])[1:n_tokens].tolist())
+    enc = get_tokenizer(preset.model.tokenizer)
+    return {corpus: enc.decode(read_shard(shard_files(preset, corpus)[0])[1:n_tokens].tolist())
             for corpus in CORPORA}

@@ -1,7 +1,9 @@
 """Token shards in the llm.c / modded-nanogpt format.
 
-A shard is a header of 256 little-endian int32 ``[20240520 (magic), 1 (version), n_tokens, 0, ...]``
-followed by ``n_tokens`` little-endian uint16 token ids.
+A shard is a header of 256 little-endian int32 ``[20240520 (magic), 1 (version), n_tokens, tokenizer, 0, ...]``
+followed by ``n_tokens`` little-endian uint16 token ids. The tokenizer slot (index 3, unused by llm.c) holds the
+``shard_code`` of the tokenizer that made the ids (``genprune_nb.tokenizer``): 0 = gpt2, so llm.c's and FineWeb's
+shards read as GPT-2; 1 = bytes. A model reads only shards of its own tokenizer (:func:`require_tokenizer`).
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ import numpy as np
 
 from ..errors import GenpruneError
 from ..storage.atomic import atomic_path
+from ..tokenizer import TOKENIZERS, get_tokenizer, tokenizer_of_code
 
 MAGIC = 20240520
 VERSION = 1
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
+TOKENIZER_SLOT = 3  # header int holding the tokenizer's shard code
 TOKEN_DTYPE = np.dtype("<u2")
 
 
@@ -30,6 +34,7 @@ class ShardHeader(NamedTuple):
     magic: int
     version: int
     n_tokens: int
+    tokenizer: str  # the name of the tokenizer that made the ids
 
 
 def read_header(path: str | os.PathLike) -> ShardHeader:
@@ -52,7 +57,21 @@ def read_header(path: str | os.PathLike) -> ShardHeader:
             f"{path}: {fault}: header declares {n_tokens} tokens, file holds {body // TOKEN_DTYPE.itemsize}"
             f"{stray} ({body} bytes after the header)"
         )
-    return ShardHeader(magic, version, n_tokens)
+    code = int(header[TOKENIZER_SLOT])
+    tokenizer = tokenizer_of_code(code)
+    if tokenizer is None:
+        known = ", ".join(f"{kind.shard_code} = {name}" for name, kind in TOKENIZERS.items())
+        raise ShardError(f"{path}: unknown tokenizer code {code} in header slot {TOKENIZER_SLOT} (known: {known})")
+    return ShardHeader(magic, version, n_tokens, tokenizer)
+
+
+def require_tokenizer(paths: Sequence[str | os.PathLike], tokenizer: str) -> None:
+    """Refuse any of ``paths`` whose header records another tokenizer than ``tokenizer`` (the model's)."""
+    for path in paths:
+        found = read_header(path).tokenizer
+        if found != tokenizer:
+            raise ShardError(f"{path}: shard of tokenizer {found!r}, but the model's tokenizer is {tokenizer!r}; "
+                             f"prepare the corpus with {tokenizer!r} into a data.tokens_dir of its own")
 
 
 def read_shard(path: str | os.PathLike) -> np.ndarray:
@@ -63,8 +82,8 @@ def read_shard(path: str | os.PathLike) -> np.ndarray:
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r", offset=HEADER_BYTES, shape=(n_tokens,))
 
 
-def write_shard(path: str | os.PathLike, tokens) -> None:
-    """Atomically write ``tokens`` (1-D integer ids in [0, 65535]) as a shard at ``path``."""
+def write_shard(path: str | os.PathLike, tokens, *, tokenizer: str = "gpt2") -> None:
+    """Atomically write ``tokens`` (1-D integer ids in [0, 65535]) made by ``tokenizer`` as a shard at ``path``."""
     path = Path(path)
     arr = np.asarray(tokens)
     if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
@@ -78,6 +97,7 @@ def write_shard(path: str | os.PathLike, tokens) -> None:
             raise ShardError(f"{path}: token id {int(arr[i])} at index {i} is outside uint16 range [0, 65535]")
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[:3] = (MAGIC, VERSION, arr.size)
+    header[TOKENIZER_SLOT] = get_tokenizer(tokenizer).shard_code
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(header.tobytes())
         fh.write(arr.astype(TOKEN_DTYPE, copy=False).tobytes())

@@ -27,8 +27,9 @@ def val_loss(
 
     ``tokens`` is rounded down to whole batches of ``batch_size`` x ``seq_len``; ``n`` is the number actually used.
     """
-    vocab_size = model.config.vocab_size if isinstance(model, GPT) else None
-    loader = TokenLoader(files, batch_size, seq_len, vocab_size=vocab_size)
+    config = model.config if isinstance(model, GPT) else None
+    vocab_size, tokenizer = (config.vocab_size, config.tokenizer) if config is not None else (None, None)
+    loader = TokenLoader(files, batch_size, seq_len, vocab_size=vocab_size, tokenizer=tokenizer)
     n_batches = validation_batches(tokens, loader)
     value = validation_loss(model, loader, n_batches, DistContext(device=model_device(model)), dtype)
     return {"metric": "loss", "value": value, "n": n_batches * loader.step_tokens}

@@ -16,7 +16,7 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..tokenizer import EOT, encode
+from ..tokenizer import get_tokenizer
 from .lm import autocast_context, model_device
 
 POOLINGS = ("last", "mean")
@@ -36,15 +36,17 @@ def neuroid_coords(layers: Sequence[int], width: int) -> dict[str, tuple[str, np
     return {"layer": ("neuroid", np.repeat(layers, width)), "unit": ("neuroid", np.tile(np.arange(width), len(layers)))}
 
 
-def tokenize_sentences(sentences: Sequence[str], *, prefix_eot: bool = True, max_len: int | None = None
-                       ) -> list[list[int]]:
-    """Token ids of each sentence, optionally after ``<|endoftext|>``; refuses empty or too long sentences."""
+def tokenize_sentences(sentences: Sequence[str], *, tokenizer: str = "gpt2", prefix_eot: bool = True,
+                       max_len: int | None = None) -> list[list[int]]:
+    """Token ids of each sentence by ``tokenizer`` (a name), optionally after ``<|endoftext|>``; refuses empty or
+    too long sentences."""
+    tok = get_tokenizer(tokenizer)
     out = []
     for i, s in enumerate(sentences):
-        ids = encode(s)
+        ids = tok.encode(s)
         if not ids:
             raise ValueError(f"sentence {i} ({s!r}) has no tokens")
-        ids = [EOT, *ids] if prefix_eot else ids
+        ids = [tok.eot, *ids] if prefix_eot else ids
         if max_len is not None and len(ids) > max_len:
             raise ValueError(f"sentence {i} ({s[:40]!r}...) has {len(ids)} tokens, more than block_size {max_len}")
         out.append(ids)
@@ -85,7 +87,7 @@ def layer_states(
         if isinstance(batch, torch.Tensor):
             idx = batch.to(device=device, dtype=torch.long)
         else:
-            idx = torch.full((len(batch), max(lengths_all[start:start + batch_size])), EOT, dtype=torch.long)
+            idx = torch.zeros((len(batch), max(lengths_all[start:start + batch_size])), dtype=torch.long)
             for b, ids in enumerate(batch):
                 idx[b, :len(ids)] = torch.tensor(ids)
             idx = idx.to(device)
@@ -120,7 +122,8 @@ def sentence_features(
     """Hidden states of ``layers`` (default: all, 0..n_layer) for each sentence, [presentation, neuroid] float32.
 
     ``pooling``: ``"last"`` (the last token) or ``"mean"`` (mean over the sentence's own tokens, not the prefix).
-    ``prefix_eot`` starts each sentence with ``<|endoftext|>``, as every training document starts (default).
+    The sentences are tokenized with the model's tokenizer (``model.config.tokenizer``). ``prefix_eot`` starts
+    each sentence with ``<|endoftext|>``, as every training document starts (default).
     The model should be in eval mode; it runs under bf16 autocast on CUDA (``dtype``) and in fp32 on CPU.
     Coordinates: ``stimulus`` (the text) on presentation; ``layer`` and ``unit`` on neuroid.
     """
@@ -128,7 +131,8 @@ def sentence_features(
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     n_layer, width = model.config.n_layer, model.config.n_embd
     layers = resolve_layers(layers, n_layer)
-    tokens = tokenize_sentences(sentences, prefix_eot=prefix_eot, max_len=model.config.block_size)
+    tokens = tokenize_sentences(sentences, tokenizer=model.config.tokenizer, prefix_eot=prefix_eot,
+                                max_len=model.config.block_size)
     out = layer_states(model, tokens, layers, pooling=pooling, first=1 if prefix_eot else 0, batch_size=batch_size,
                        dtype=dtype, progress=progress)
     return xr.DataArray(

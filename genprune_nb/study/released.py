@@ -58,7 +58,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_KEYS = ("vocab_size", "n_embd", "n_layer", "n_head", "block_size", "dropout", "bias")
 _SHAPE_KEYS = ("vocab_size", "n_embd", "n_layer", "n_head", "block_size")
-_OPTIONAL_KEYS = ("tie_embeddings", "rope_base", "norm_eps", "init_std")  # ModelConfig fields, if a config has them
+# ModelConfig fields, if a config has them (the authors' have none: their tokenizer is GPT-2's, the default)
+_OPTIONAL_KEYS = ("tie_embeddings", "rope_base", "norm_eps", "init_std", "tokenizer")
 _METADATA_KEYS = {"architectures", "model_type", "torch_dtype", "transformers_version", "_name_or_path", "auto_map"}
 _WEIGHT_CANDIDATES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                       "pytorch_model.bin.index.json")
@@ -257,6 +258,8 @@ def export_released(model_or_checkpoint: nn.Module | Checkpoint | str | Path, ou
               "block_size": cfg.block_size, "dropout": 0.0, "bias": False}
     if cfg.tie_embeddings:  # recorded so that load_released ties it again (the authors' loader ignores the field)
         config["tie_embeddings"] = True
+    if cfg.tokenizer != "gpt2":  # written only when not the authors' (a key their loaders would ignore)
+        config["tokenizer"] = cfg.tokenizer
     # every name stored on its own (a tied head is written as a copy too: the authors' model is untied)
     state = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
     out_dir = Path(out_dir)

@@ -180,7 +180,7 @@ class Checkpoint:
         """
         weights = self.state().get("weights_sha256") or hashing.tensors_sha256(
             _read(self.path / "model.safetensors", load_file))
-        return hashing.digest({"model": self.preset().to_dict()["model"], "weights": weights})
+        return hashing.digest({"model": self.preset().model.recorded_fields(), "weights": weights})
 
 
 def _read_json(file: Path) -> Any:

@@ -160,11 +160,11 @@ def train(
     model.to(ctx.device)
     weight_mask = WeightMask(model, masks) if masks else None
     optimizer = build_optimizer(model, cfg, ctx.device)
-    vocab = preset.model.vocab_size
+    vocab, tokenizer = preset.model.vocab_size, preset.model.tokenizer
     train_loader = TokenLoader(train_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size,
-                               shuffle_seed=cfg.seed if cfg.shuffle else None, vocab_size=vocab)
+                               shuffle_seed=cfg.seed if cfg.shuffle else None, vocab_size=vocab, tokenizer=tokenizer)
     val_loader = TokenLoader(val_files, cfg.micro_batch_size, cfg.seq_len, ctx.rank, ctx.world_size,
-                             vocab_size=vocab)
+                             vocab_size=vocab, tokenizer=tokenizer)
     val_batches = validation_batches(cfg.val_tokens, val_loader, required=bool(cfg.val_every))
     log = RunLog(run_dir / "metrics.jsonl", enabled=ctx.is_main)
 

@@ -113,7 +113,7 @@ def run_fingerprint(
 ) -> dict[str, Any]:
     """What determines a run's result, as a JSON-able dict (``fingerprint.json``)."""
     return {
-        "model": jsonable(dataclasses.asdict(model)),
+        "model": jsonable(model.recorded_fields()),
         "train": train_fields(train),
         "data": {"train": shard_record(train_files), "val": shard_record(val_files)},
         "start": jsonable(dict(start)),
@@ -124,7 +124,7 @@ def run_fingerprint(
 def preset_fingerprint(preset: Preset, schedule: TrainConfig | None = None) -> dict[str, Any]:
     """The part of a fingerprint a saved preset and the schedule it ran (default ``preset.train``) tell: for runs
     written before fingerprints were recorded."""
-    return {"model": jsonable(dataclasses.asdict(preset.model)), "train": train_fields(schedule or preset.train)}
+    return {"model": jsonable(preset.model.recorded_fields()), "train": train_fields(schedule or preset.train)}
 
 
 def compare(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[Difference]:
