@@ -160,6 +160,6 @@ def row_survival(survival: pd.DataFrame) -> plt.Figure:
         sns.lineplot(survival[survival["tensor"] == tensor], x="generation", y="surviving", hue="bin",
                      palette="viridis", marker="o", ax=ax)
         ax.set(title=tensor.replace("transformer.", "").replace(".weight", ""), ylabel="surviving fraction of rows",
-               xlabel="after generation")
+               xlabel="after generation", xticks=sorted(survival["generation"].unique()))
         ax.legend(title="token count in L", fontsize=8)
     return fig
