@@ -20,6 +20,13 @@ from .tokenizer import TokenizerError, get_tokenizer, padded_vocab
 
 # The pruning criteria by name, implemented in ``connectome.pruning`` (named here so a preset can be validated).
 CRITERIA = ("magnitude", "random", "attribution", "structured")
+# How many weights a pruning step removes and which of equal scores go (``connectome.pruning.lowest``): "exact"
+# removes round(fraction x n), ties by index; "authors" (the authors' code) prunes the scores strictly below the one
+# at sorted position floor(fraction x n), so ties at the threshold survive.
+TIE_RULES = ("exact", "authors")
+# Where each outer-loop generation reads the large corpus L: "continue" from where the previous one stopped (the
+# authors' loader), "restart" from its first token.
+OUTER_STREAMS = ("continue", "restart")
 # The inner loop's three conditions in the paper's display order (``study.conditions`` serves them to the study and
 # the figures; named here, the lowest floor that needs them, so a preset's default can list them).
 CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
@@ -164,6 +171,11 @@ class DataConfig:
     val_files: tuple[str, ...] = ("{prefix}_val_*.bin",)  # glob patterns in tokens_dir
     large_files: tuple[str, ...] = ("{prefix}_train_*.bin",)
     small_files: tuple[str, ...] = ("{prefix}_small_*.bin",)
+    outer_stream: str = "continue"  # OUTER_STREAMS; "restart": every generation replays L from its first token
+
+    def __post_init__(self) -> None:
+        if self.outer_stream not in OUTER_STREAMS:
+            raise ConfigError(f"data.outer_stream must be one of {OUTER_STREAMS}, got {self.outer_stream!r}")
 
     def patterns(self, corpus: str) -> list[str]:
         """Glob patterns of one corpus: ``val``, ``large`` (L) or ``small`` (S)."""
@@ -189,7 +201,9 @@ class OuterConfig:
     attribution_batches: int = 8  # micro-batches of L over which attribution / structured sum |w * dL/dw|
     group_sparsity: float = 0.0  # structured only: lambda of the group lasso on MLP units while training
     scope: str = "layer"  # "layer": per tensor (paper); "global": one threshold over all tensors
-    prune_embeddings: bool = True  # also prune wte and lm_head (the authors' exemption is commented out)
+    prune_embeddings: bool = True  # also prune wte and lm_head (the authors' exemption is commented out); if False
+    # they stay dense, outside the connectome, and every generation and inner run draws them from the random init
+    ties: str = "authors"  # TIE_RULES: "authors" (floor, strict threshold: ties survive) or "exact" (round, by index)
     reinit: str = "constant"  # "constant": +-reinit_constant; "init_std": +- each tensor's init std (Zhou 2019)
     reinit_constant: float = 0.02
     sign_source: str = "trained"  # "trained": sign of the trained weight; "init": sign at the first init
@@ -206,7 +220,7 @@ class OuterConfig:
         if self.group_sparsity < 0:
             raise ConfigError(f"outer.group_sparsity must be >= 0, got {self.group_sparsity}")
         for name, allowed in (("scope", ("layer", "global")), ("reinit", ("constant", "init_std")),
-                              ("sign_source", ("trained", "init"))):
+                              ("sign_source", ("trained", "init")), ("ties", TIE_RULES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"outer.{name} must be one of {allowed}, got {getattr(self, name)!r}")
 

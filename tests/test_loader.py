@@ -94,6 +94,23 @@ def test_state_geometry_must_match(shards):
         TokenLoader(shards, 2, 4).load_state_dict({**state, "position": 5})
 
 
+def test_seek_continues_another_geometry_at_a_shared_step_boundary(shards):
+    a = TokenLoader(shards, 2, 4)  # 8 tokens per step
+    for _ in range(14):  # shard 0 holds 12 steps (12 * 8 + 1 <= 100), then shard 1
+        a.next_batch()
+    assert a.stream_position() == {"shard": 1, "position": 16, "epoch": 0}
+    b = TokenLoader(shards, 4, 4)  # 16 tokens per step: 16 is a boundary of both
+    b.seek(a.state_dict())
+    assert b.next_batch()[0].flatten().tolist() == [1000 + 16 + i for i in range(16)]
+    c = TokenLoader(shards, 3, 4)  # 12 tokens per step: 16 is not a boundary
+    with pytest.raises(ValueError, match="position=16 is not a step boundary .* 12 tokens per step"):
+        c.seek(a.stream_position())
+    with pytest.raises(ValueError, match="shards .*d_train_000000.bin"):
+        TokenLoader(shards[:2], 2, 4).seek(a.state_dict())
+    with pytest.raises(ValueError, match=r"lacks \['epoch'\]"):
+        b.seek({"shard": 0, "position": 0})
+
+
 def test_too_small_shard_and_bad_args(shards, tmp_path):
     with pytest.raises(ValueError, match="d_train_000001.bin holds 57 tokens") as err:
         TokenLoader(shards, 4, 8, world_size=2, rank=1)  # needs 65

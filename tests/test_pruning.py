@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from genprune_nb.config import ModelConfig, OuterConfig
+from genprune_nb.connectome.pruning import lowest, prunable_names, prune, prune_units
 from genprune_nb.connectome.wiring import Connectome, file_bits_per_weight, reinit_scales
-from genprune_nb.connectome.pruning import prunable_names, prune
 from genprune_nb.model.gpt import GPT
 
 
@@ -23,6 +23,51 @@ def test_ties_break_towards_the_lower_index_deterministically():
     w = {"t": torch.ones(2, 5)}
     new = prune(w, {"t": torch.ones(2, 5, dtype=torch.bool)}, 0.3)
     assert new["t"].flatten().tolist() == [False] * 3 + [True] * 7
+
+
+# |w| of ten survivors: 0.1 once, then 0.2 four times (positions 1, 3, 6, 8), then larger values
+TIED = torch.tensor([[0.1, -0.2, 0.9, 0.2, 0.5], [0.7, -0.2, 0.3, 0.2, 0.6]])
+
+
+def test_exact_ties_prune_round_of_the_fraction_lowest_index_first():
+    new = prune({"t": TIED}, {"t": torch.ones(2, 5, dtype=torch.bool)}, 0.35, ties="exact")["t"]
+    # round(3.5) = 4 go: 0.1 (position 0), then three of the four tied 0.2s by index: 1, 3, 6; position 8 survives
+    assert (~new).flatten().nonzero().flatten().tolist() == [0, 1, 3, 6]
+
+
+def test_authors_ties_survive_at_the_threshold():
+    masks = {"t": torch.ones(2, 5, dtype=torch.bool)}
+    new = prune({"t": TIED}, masks, 0.35, ties="authors")["t"]
+    # floor(3.5) = 3: sorted |w| = 0.1, 0.2, 0.2, 0.2 | ..., the threshold is sorted[3] = 0.2; only 0.1 < 0.2 goes
+    assert (~new).flatten().nonzero().flatten().tolist() == [0]
+    # fraction 0.5: floor(5) = 5, sorted[5] = 0.3; the 0.1 and all four 0.2s are strictly below: 5 go, as exact
+    new = prune({"t": TIED}, masks, 0.5, ties="authors")["t"]
+    assert (~new).flatten().nonzero().flatten().tolist() == [0, 1, 3, 6, 8]
+    # without ties the rules differ only by floor vs round: 0.25 of 10 survivors -> authors 2, exact round(2.5) = 2;
+    # 0.35 of distinct scores -> authors 3, exact 4
+    distinct = torch.arange(1.0, 11.0)
+    assert lowest(distinct, 0.35, "authors").tolist() == [0, 1, 2]
+    assert lowest(distinct, 0.35, "exact").tolist() == [0, 1, 2, 3]
+    assert lowest(distinct, 0.05, "authors").tolist() == []  # floor(0.5) = 0: nothing goes
+    with pytest.raises(ValueError, match="tie rule must be one of .* got 'floor'"):
+        lowest(distinct, 0.2, "floor")
+
+
+def test_authors_ties_count_only_survivors_and_apply_to_global_scope_and_units():
+    masks = {"t": torch.ones(2, 5, dtype=torch.bool)}
+    masks["t"][0, 0] = False  # the 0.1 is already pruned: 9 survivors, sorted 0.2 x4, 0.3, 0.5, ...
+    new = prune({"t": TIED}, masks, 0.35, ties="authors")["t"]  # floor(3.15) = 3, sorted[3] = 0.2: none goes
+    assert (~new).flatten().nonzero().flatten().tolist() == [0]
+    new = prune({"t": TIED}, masks, 0.5, ties="authors")["t"]  # floor(4.5) = 4, sorted[4] = 0.3: the four 0.2s go
+    assert (~new).flatten().nonzero().flatten().tolist() == [0, 1, 3, 6, 8]
+    both = {"t": TIED, "u": torch.full((1, 2), 0.2)}
+    new = prune(both, {k: torch.ones_like(v, dtype=torch.bool) for k, v in both.items()}, 0.35, scope="global",
+                ties="authors")  # 12 scores, floor(4.2) = 4, sorted[4] = 0.2 (six tied): only the 0.1 goes
+    assert int((~new["t"]).sum()) == 1 and bool(new["u"].all())
+    fc, proj = torch.ones(4, 3, dtype=torch.bool), torch.ones(3, 4, dtype=torch.bool)
+    units = prune_units({"fc": fc, "proj": proj}, 0.5, torch.tensor([1.0, 2.0, 2.0, 3.0]), "fc", "proj",
+                        ties="authors")  # floor(2) = 2, threshold 2.0: only unit 0 goes
+    assert units["fc"].any(1).tolist() == [False, True, True, True]
 
 
 def test_global_scope_uses_one_threshold():

@@ -2,7 +2,12 @@
 
 A *criterion* scores every weight (higher = more important); ``prune`` removes the lowest-scoring fraction of
 each tensor's survivors (``scope="layer"``, the paper) or of all survivors at once (``scope="global"``).
-Ties are broken deterministically: among equal scores the lower flat index is pruned first.
+How many, and what happens to equal scores, is the tie rule (``TIE_RULES``, ``lowest``):
+
+* ``exact``: exactly round(fraction x n) of the n survivors go; among equal scores the lower flat index first;
+* ``authors``: the authors' code: the score at sorted position floor(fraction x n) is a threshold and only scores
+  strictly below it go, so every weight tied with the threshold survives (fewer go when there are ties: untrained
+  embedding rows keep exactly equal magnitudes after the signed-constant re-init).
 
 ``prune_by`` applies one of the named strategies of ``CRITERIA``:
 
@@ -16,6 +21,7 @@ Ties are broken deterministically: among equal scores the lower flat index is pr
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import zlib
 from typing import Callable, Iterable, Mapping, Protocol
@@ -23,7 +29,7 @@ from typing import Callable, Iterable, Mapping, Protocol
 import torch
 from torch import nn
 
-from ..config import CRITERIA
+from ..config import CRITERIA, TIE_RULES
 
 EMBEDDINGS = ("transformer.wte.weight", "lm_head.weight")
 _BLOCK = re.compile(r"\.h\.(\d+)\.")
@@ -94,13 +100,24 @@ def check_covers(
                          f"tensors uncovered; made for another model shape?)")
 
 
-def _count(fraction: float, survivors: int) -> int:
-    return int(round(fraction * survivors))
-
-
 def _check_fraction(fraction: float) -> None:
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"prune fraction must lie in [0, 1), got {fraction}")
+
+
+def lowest(scores: torch.Tensor, fraction: float, ties: str = "exact") -> torch.Tensor:
+    """Positions in the 1-D ``scores`` to prune under the tie rule ``ties`` (module docstring), lowest first."""
+    if ties not in TIE_RULES:
+        raise ValueError(f"tie rule must be one of {TIE_RULES}, got {ties!r}")
+    _check_fraction(fraction)
+    order = torch.argsort(scores, stable=True)
+    if ties == "exact":
+        return order[: int(round(fraction * scores.numel()))]
+    k = math.floor(fraction * scores.numel())
+    if k == 0:
+        return order[:0]
+    threshold = scores[order[k]]
+    return order[: int((scores < threshold).sum())]
 
 
 def prune(
@@ -109,12 +126,14 @@ def prune(
     fraction: float,
     criterion: Criterion = magnitude,
     scope: str = "layer",
+    ties: str = "exact",
 ) -> dict[str, torch.Tensor]:
     """New boolean masks with ``fraction`` of the surviving weights removed.
 
     ``masks`` holds the current survivors of every tensor to prune (all-True before the first generation);
-    pruned entries never come back. ``scope="layer"`` removes round(fraction x survivors) per tensor;
-    ``"global"`` removes round(fraction x all survivors) with one threshold over every tensor's scores.
+    pruned entries never come back. ``scope="layer"`` removes ``fraction`` of each tensor's survivors, ``"global"``
+    ``fraction`` of all survivors with one threshold over every tensor's scores; ``ties`` says how many exactly
+    (``lowest``).
     """
     _check_fraction(fraction)
     names = list(masks)
@@ -131,17 +150,14 @@ def prune(
     new = {name: masks[name].bool().clone() for name in names}
     if scope == "layer":
         for name in names:
-            k = _count(fraction, alive[name].numel())
-            order = torch.argsort(scores[name], stable=True)
-            new[name].view(-1)[alive[name][order[:k]]] = False
+            new[name].view(-1)[alive[name][lowest(scores[name], fraction, ties)]] = False
     elif scope == "global":
         if not names:
             return new
         all_scores = torch.cat([scores[n] for n in names])
         owner = torch.cat([torch.full_like(alive[n], i) for i, n in enumerate(names)])
         index = torch.cat([alive[n] for n in names])
-        k = _count(fraction, all_scores.numel())
-        drop = torch.argsort(all_scores, stable=True)[:k]
+        drop = lowest(all_scores, fraction, ties)
         for i, name in enumerate(names):
             sel = drop[owner[drop] == i]
             new[name].view(-1)[index[sel]] = False
@@ -169,9 +185,11 @@ def unit_scores(scores: Mapping[str, torch.Tensor], fc: str, proj: str) -> torch
 
 
 def prune_units(
-    masks: Mapping[str, torch.Tensor], fraction: float, scores: torch.Tensor, fc: str, proj: str
+    masks: Mapping[str, torch.Tensor], fraction: float, scores: torch.Tensor, fc: str, proj: str,
+    ties: str = "exact",
 ) -> dict[str, torch.Tensor]:
-    """New masks of one MLP with round(fraction x surviving units) lowest-scoring units removed whole.
+    """New masks of one MLP with ``fraction`` of its surviving units (the lowest-scoring, counted by the tie rule
+    ``ties``: ``lowest``) removed whole.
 
     A unit survives while its ``c_fc`` row has a survivor; a pruned unit loses its whole row and column.
     """
@@ -181,8 +199,7 @@ def prune_units(
         raise ValueError(f"{fc} {tuple(fc_mask.shape)}, {proj} {tuple(proj_mask.shape)} and unit scores "
                          f"{tuple(scores.shape)} do not describe the same hidden units")
     alive = fc_mask.any(1).nonzero().squeeze(1)
-    k = _count(fraction, alive.numel())
-    drop = alive[torch.argsort(scores.float().cpu()[alive], stable=True)[:k]]
+    drop = alive[lowest(scores.float().cpu()[alive], fraction, ties)]
     fc_mask[drop, :] = False
     proj_mask[:, drop] = False
     return {fc: fc_mask, proj: proj_mask}
@@ -248,10 +265,11 @@ def prune_by(
     fraction: float,
     scope: str = "layer",
     *,
+    ties: str = "exact",
     seed: int = 0,
     attribution: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One generation's new masks under the named ``criterion`` (see the module docstring).
+    """One generation's new masks under the named ``criterion`` and tie rule ``ties`` (see the module docstring).
 
     ``attribution`` (``taylor_scores``) is required by ``attribution`` and ``structured``; ``seed`` by ``random``.
     """
@@ -260,15 +278,15 @@ def prune_by(
     if criterion in NEEDS_ATTRIBUTION and attribution is None:
         raise ValueError(f"pruning criterion {criterion!r} needs attribution scores (pruning.taylor_scores)")
     if criterion == "magnitude":
-        return prune(weights, masks, fraction, magnitude, scope)
+        return prune(weights, masks, fraction, magnitude, scope, ties)
     if criterion == "random":
-        return prune(weights, masks, fraction, random_scores(seed), scope)
+        return prune(weights, masks, fraction, random_scores(seed), scope, ties)
     if criterion == "attribution":
-        return prune(weights, masks, fraction, given_scores(attribution), scope)
+        return prune(weights, masks, fraction, given_scores(attribution), scope, ties)
     pairs = mlp_unit_pairs(masks)
     in_units = {n for pair in pairs for n in pair}
     new = prune(weights, {n: m for n, m in masks.items() if n not in in_units}, fraction,
-                given_scores(attribution), scope)
+                given_scores(attribution), scope, ties)
     for fc, proj in pairs:
-        new.update(prune_units(masks, fraction, unit_scores(attribution, fc, proj), fc, proj))
+        new.update(prune_units(masks, fraction, unit_scores(attribution, fc, proj), fc, proj, ties))
     return {n: new[n] for n in masks}

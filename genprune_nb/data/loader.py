@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -120,6 +120,31 @@ class TokenLoader:
             "files": [f.name for f in self.files],
         }
 
+    def stream_position(self) -> dict:
+        """Where the whole world stands in the token stream (shard, position, epoch): what ``seek`` takes."""
+        return {"shard": self.shard, "position": self.position, "epoch": self.epoch}
+
+    def seek(self, state: Mapping[str, Any]) -> None:
+        """Continue at the stream position ``state`` (``stream_position`` or ``state_dict``) of a loader over the
+        same shards, whatever its batch geometry, provided the position is a step boundary of this loader's."""
+        missing = sorted({"shard", "position", "epoch"} - set(state))
+        if missing:
+            raise ValueError(f"loader stream position lacks {missing}")
+        if "files" in state and list(state["files"]) != [f.name for f in self.files]:
+            raise ValueError(f"loader stream position is in the shards {list(state['files'])}, this loader reads "
+                             f"{[f.name for f in self.files]}")
+        shard, position, epoch = int(state["shard"]), int(state["position"]), int(state["epoch"])
+        if not 0 <= shard < len(self.files):
+            raise ValueError(f"loader state shard={shard} is outside [0, {len(self.files)})")
+        if not 0 <= position <= self._n_tokens[shard] or position % self.step_tokens:
+            raise ValueError(
+                f"loader state position={position} is not a step boundary within shard {self.files[shard]} "
+                f"({self._n_tokens[shard]} tokens, {self.step_tokens} tokens per step)"
+            )
+        if epoch < 0:
+            raise ValueError(f"loader state epoch={epoch} is negative")
+        self.shard, self.position, self.epoch = shard, position, epoch
+
     def load_state_dict(self, state: dict) -> None:
         """Continue exactly where :meth:`state_dict` was taken; the geometry and shard names must match."""
         current = self.state_dict()
@@ -132,17 +157,7 @@ class TokenLoader:
                     f"loader state has {key}={state[key]!r} but this loader has {current[key]!r}; "
                     "resuming would change the token stream"
                 )
-        shard, position, epoch = int(state["shard"]), int(state["position"]), int(state["epoch"])
-        if not 0 <= shard < len(self.files):
-            raise ValueError(f"loader state shard={shard} is outside [0, {len(self.files)})")
-        if not 0 <= position <= self._n_tokens[shard] or position % self.step_tokens:
-            raise ValueError(
-                f"loader state position={position} is not a step boundary within shard {self.files[shard]} "
-                f"({self._n_tokens[shard]} tokens, {self.step_tokens} tokens per step)"
-            )
-        if epoch < 0:
-            raise ValueError(f"loader state epoch={epoch} is negative")
-        self.shard, self.position, self.epoch = shard, position, epoch
+        self.seek(state)
 
 
 def _check_vocab(path: Path, tokens: np.ndarray, vocab_size: int) -> None:

@@ -145,3 +145,21 @@ def reference_line(fig: plt.Figure, y: float, label: str) -> None:
     ax = fig.axes[0]
     ax.axhline(y, ls="--", color="grey", lw=1)
     ax.annotate(label, (0, y), xycoords=("axes fraction", "data"), va="bottom", color="grey", fontsize=8)
+
+
+def row_survival(survival: pd.DataFrame) -> plt.Figure:
+    """Surviving fraction of the wte and lm_head rows by token frequency, one line per frequency bin, against the
+    generation (``analysis.token_survival.row_survival``)."""
+    tensors = list(dict.fromkeys(survival["tensor"]))
+    fig, axes = plt.subplots(1, max(len(tensors), 1), figsize=(5 * max(len(tensors), 1), 4), sharey=True,
+                             squeeze=False)
+    if not tensors:
+        axes[0, 0].text(0.5, 0.5, "embeddings not pruned (outer.prune_embeddings=false)", ha="center")
+        return fig
+    for ax, tensor in zip(axes[0], tensors):
+        sns.lineplot(survival[survival["tensor"] == tensor], x="generation", y="surviving", hue="bin",
+                     palette="viridis", marker="o", ax=ax)
+        ax.set(title=tensor.replace("transformer.", "").replace(".weight", ""), ylabel="surviving fraction of rows",
+               xlabel="after generation", xticks=sorted(survival["generation"].unique()))
+        ax.legend(title="token count in L", fontsize=8)
+    return fig

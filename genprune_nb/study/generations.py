@@ -2,6 +2,8 @@
 
 Outer loop ("evolution", on the large corpus L): train, prune a fraction of each tensor's survivors, re-initialise
 the survivors to sign x c, repeat for G generations; the last generation's ternary pattern is the connectome.
+Each generation reads L on from where the previous one stopped (``data.outer_stream="continue"``, recorded in each
+connectome as ``stream_end``) or from L's first token (``"restart"``).
 Inner loop ("development", on the small corpus S): train every condition x seed from its starting point with
 pruned weights held at zero, keeping checkpoints for the evaluations.
 
@@ -18,6 +20,7 @@ import dataclasses
 import math
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -47,12 +50,54 @@ _CONDITION = re.compile(r"^(\w+)(?:\[(\w+)\])?$")
 
 def _generation_start(preset: Preset, study: StudyLayout, g: int, criterion: str
                       ) -> tuple[Connectome | None, dict]:
-    """(previous connectome, start record) of generation g: random init for g = 0, else the previous connectome."""
+    """(previous connectome, start record) of generation g: random init for g = 0, else the previous connectome.
+
+    With ``data.outer_stream="continue"`` the record of g >= 1 also holds ``stream``: where in L generation g - 1
+    stopped reading, hence g starts (``_stream_end``); generation 0 always starts at L's first token.
+    """
     if g == 0:
         return None, provenance.tensor_start(None, None, preset.train.seed)
     previous = Connectome.load(study.connectome(g - 1, criterion))
-    return previous, {"kind": "connectome", "generation": g - 1, "connectome": previous.digest(),
-                      "seed": preset.train.seed}
+    start = {"kind": "connectome", "generation": g - 1, "connectome": previous.digest(), "seed": preset.train.seed}
+    if preset.data.outer_stream == "continue":
+        start["stream"] = _stream_end(study, g - 1, criterion, previous)
+    return previous, start
+
+
+def _stream_end(study: StudyLayout, g: int, criterion: str, connectome: Connectome) -> dict:
+    """Where generation g stopped reading L (``TokenLoader.stream_position``): recorded in its connectome's meta,
+    else (a connectome written before it was recorded) in its final checkpoint's loader state."""
+    recorded = connectome.meta.get("stream_end")
+    if recorded is None:
+        ckpt = latest_checkpoint(study.generation(g, criterion))
+        if ckpt is None or "loader" not in ckpt.state():
+            raise provenance.ProvenanceError(
+                f"{study.connectome(g, criterion)} does not record where generation {g} stopped reading L, nor does a "
+                "checkpoint of it, so the next generation cannot continue the stream: pass --overwrite to redo it, "
+                "or set data.outer_stream=restart")
+        recorded = ckpt.state()["loader"]
+    return {k: int(recorded[k]) for k in ("shard", "position", "epoch")}
+
+
+def _check_stream_length(preset: Preset, large: list[Path], world_size: int) -> None:
+    """Warn when the outer loop reads more of L than it holds, so that it re-reads L from its first token.
+
+    It reads G x steps x tokens-per-step when every generation continues the stream, steps x tokens-per-step (each
+    generation afresh) when each restarts; L holds what its shards give at the loader's step size.
+    """
+    cfg, outer = preset.train, preset.outer
+    loader = TokenLoader(large, cfg.micro_batch_size, cfg.seq_len, world_size=world_size)
+    available = loader.steps_per_epoch() * loader.step_tokens
+    per_generation = cfg.steps * cfg.tokens_per_step
+    continuing = preset.data.outer_stream == "continue"
+    needed = per_generation * (outer.generations if continuing else 1)
+    if needed > available:
+        reading = (f"{outer.generations} generations x {cfg.steps} steps x {cfg.tokens_per_step:,} tokens"
+                   if continuing else f"each generation: {cfg.steps} steps x {cfg.tokens_per_step:,} tokens")
+        warnings.warn(f"the outer loop reads {needed:,} tokens of L ({reading}) but L ({len(large)} shards) holds "
+                      f"{available:,} at this batch size: it wraps to L's first token after {available:,} "
+                      f"({needed / available:.2f} passes over L); add shards to data.large_files to avoid it",
+                      stacklevel=3)
 
 
 def _generation_fingerprint(preset: Preset, start: dict, large: list[Path], val: list[Path]) -> dict:
@@ -68,12 +113,21 @@ def _connectome_record(preset: Preset, fingerprint: dict) -> dict:
     return {**fingerprint, "outer": provenance.jsonable(outer)}
 
 
+# Outer fields added after connectome records were introduced, with the behaviour of the code before them: a record
+# that lacks one was made that way (so it matches only when that behaviour is asked for again).
+_OUTER_BEFORE_FIELD = {"ties": "exact"}
+
+
 def _recorded(path: Path) -> dict | None:
     """The record the connectome at ``path`` was made under; None if it is missing or older than records."""
     if not path.exists():
         return None
     recorded = Connectome.load(path).meta.get("provenance")
-    return recorded if isinstance(recorded, dict) else None
+    if not isinstance(recorded, dict):
+        return None
+    if isinstance(recorded.get("outer"), dict):
+        recorded = {**recorded, "outer": {**_OUTER_BEFORE_FIELD, **recorded["outer"]}}
+    return recorded
 
 
 def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -98,13 +152,14 @@ def _prune_generation(
     names = prunable_names(weights, outer.prune_embeddings)
     current = {n: (masks[n] if masks else torch.ones_like(weights[n], dtype=torch.bool)) for n in names}
     scores = _attribution(preset, model, g, device) if outer.criterion in NEEDS_ATTRIBUTION else None
-    new_masks = prune_by(outer.criterion, weights, current, outer.prune_fraction, outer.scope,
+    new_masks = prune_by(outer.criterion, weights, current, outer.prune_fraction, outer.scope, ties=outer.ties,
                          seed=preset.train.seed + g, attribution=scores)
     sign_weights = weights if outer.sign_source == "trained" else GPT(preset.model, seed=preset.train.seed).state_dict()
     connectome = Connectome.from_weights(
         new_masks, sign_weights, reinit_scales(preset.model, names, outer),
-        meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "preset": preset.name,
-              "prune_embeddings": outer.prune_embeddings, "provenance": record},
+        meta={"generation": g, "criterion": outer.criterion, "scope": outer.scope, "ties": outer.ties,
+              "preset": preset.name, "prune_embeddings": outer.prune_embeddings, "provenance": record,
+              "stream_end": {k: ckpt.state()["loader"][k] for k in ("shard", "position", "epoch")}},
     )
     connectome.save(study.connectome(g, outer.criterion))
     return connectome
@@ -132,6 +187,7 @@ def _finish_generation(study: StudyLayout, g: int, criterion: str, connectome: C
             "file_bits_per_weight": file_bits_per_weight(path, connectome.n_weights),
             "file_bytes": path.stat().st_size,
             "n_weights": connectome.n_weights,
+            "stream_end": connectome.meta.get("stream_end"),
         })
     if ckpt is not None:
         drop_optimizer_state(ckpt)
@@ -198,6 +254,7 @@ def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: D
     criterion = preset.outer.criterion
     large, val = shard_files(preset, "large"), shard_files(preset, "val")
     if ctx.is_main:
+        _check_stream_length(preset, large, ctx.world_size)
         _share_first_generation(preset, study, _generation_fingerprint(preset, _generation_start(
             preset, study, 0, criterion)[1], large, val))
     ctx.barrier()
@@ -226,7 +283,7 @@ def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: D
             init_state = previous.init_state(preset.model, preset.train.seed) if previous is not None else None
             train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
                   resume=True, overwrite=overwrite, group_lasso=_trains_with_group_lasso(preset), origin=start,
-                  ctx=ctx, progress=progress)
+                  stream_start=start.get("stream"), ctx=ctx, progress=progress)
         if ctx.is_main:
             _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device, record))
         ctx.barrier()

@@ -124,6 +124,7 @@ def train(
     until: int | None = None,
     group_lasso: bool = False,
     origin: Mapping[str, Any] | None = None,
+    stream_start: Mapping[str, Any] | None = None,
     ctx: DistContext | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -138,10 +139,13 @@ def train(
     ``group_lasso`` (an outer-loop generation of the structured criterion) adds ``preset.outer.group_sparsity`` x
     the group lasso over MLP units (``pruning.group_sparsity_penalty``).
 
-    ``origin`` describes the start state for the run's fingerprint (e.g. the connectome it grows from); by default
-    ``init_state`` and ``masks`` are hashed. A run is resumed only under the fingerprint it recorded
-    (``provenance``); under another one it is refused, or restarted from scratch with ``overwrite``. A second
-    process training into the same ``run_dir`` fails at once (``locking``).
+    ``stream_start`` (a ``TokenLoader.stream_position``) is where in ``train_files`` a fresh run starts reading (an
+    outer-loop generation continuing the stream of the previous one); a resumed run continues from its checkpoint.
+
+    ``origin`` describes the start state for the run's fingerprint (e.g. the connectome it grows from, and
+    ``stream_start`` when given); by default ``init_state`` and ``masks`` are hashed. A run is resumed only under
+    the fingerprint it recorded (``provenance``); under another one it is refused, or restarted from scratch with
+    ``overwrite``. A second process training into the same ``run_dir`` fails at once (``locking``).
     """
     ctx = ctx or init_distributed()
     cfg, run_dir = schedule or preset.train, Path(run_dir)
@@ -193,6 +197,8 @@ def train(
         raise RunDirError(f"{run_dir} already holds a run (latest {ckpt.path.name}); pass resume or overwrite")
     elif ctx.is_main and log.path.exists():
         log.path.unlink()
+    if not resumed and stream_start is not None:
+        train_loader.seek(stream_start)
     if weight_mask is not None:
         weight_mask.apply_to_weights()
     if ctx.is_main:
