@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genprune_nb.config import get_preset, override  # noqa: E402
 from genprune_nb.launch import DistContext, default_device  # noqa: E402
 from genprune_nb.model.gpt import GPT, flops_per_token, peak_flops  # noqa: E402
+from genprune_nb.tokenizer import get_tokenizer  # noqa: E402
 from genprune_nb.training.loop import train_step  # noqa: E402
 from genprune_nb.training.optim import WeightMask, build_optimizer  # noqa: E402
 
@@ -42,7 +43,8 @@ def time_steps(preset, ctx, density: float | None, steps: int, warmup: int) -> f
     optimizer = build_optimizer(model, cfg, ctx.device)
     accum = cfg.grad_accum_steps(1)
     gen = torch.Generator().manual_seed(1)
-    batch = torch.randint(0, 50257, (cfg.micro_batch_size, cfg.seq_len + 1), generator=gen)
+    n_vocab = get_tokenizer(preset.model.tokenizer).n_vocab  # the ids the preset's tokenizer makes
+    batch = torch.randint(0, n_vocab, (cfg.micro_batch_size, cfg.seq_len + 1), generator=gen)
     x, y = batch[:, :-1].to(ctx.device), batch[:, 1:].to(ctx.device)
     times = []
     for i in range(warmup + steps):
