@@ -18,9 +18,9 @@ from typing import Any
 from torch import nn
 
 from ..data import catalog
-from .datafile import DataFormatError, LimitRule, check_limit, per_subset_cap, read_jsonl, take
 from ..model.lm import model_tokenizer
 from ..tokenizer import Tokenizer
+from .datafile import DataFormatError, LimitRule, check_limit, per_subset_cap, read_jsonl, take
 from .scorer import BATCH_SIZE, Request, score
 
 FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term")

@@ -17,9 +17,9 @@ from typing import Any, Literal
 from torch import nn
 
 from ..data import catalog
+from ..tokenizer import Tokenizer
 from .datafile import DataFormatError, check_limit, read_jsonl
 from .multiple_choice import Norm, Question, accuracy
-from ..tokenizer import Tokenizer
 from .scorer import BATCH_SIZE, Request, score
 
 Style = Literal["authors", "lm-eval"]

@@ -249,7 +249,8 @@ class GenpruneLM(LM):
             kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
             if kwargs.get("do_sample") or kwargs.get("temperature", 0.0) > 0:
                 raise ValueError(f"the genprune model generates greedily only; got gen_kwargs {gen_kwargs}")
-            until = handle_stop_sequences(kwargs.get("until"), eos=self.text_tokenizer.decode([self.text_tokenizer.eot]))
+            eos = self.text_tokenizer.decode([self.text_tokenizer.eot])
+            until = handle_stop_sequences(kwargs.get("until"), eos=eos)
             text = self.greedy(context, until, int(kwargs["max_gen_toks"]))
             self.cache_hook.add_partial("generate_until", r.args, text)
             out.append(text)

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from torch import nn
 
 from ..data import catalog
+from ..tokenizer import Tokenizer
 from .datafile import DataFormatError, LimitRule, take
 from .multiple_choice import Question, accuracy
-from ..tokenizer import Tokenizer
 from .scorer import BATCH_SIZE, Request, score
 
 Format = Literal["cloze", "letters"]
