@@ -47,7 +47,8 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     t0 = time.perf_counter()
-    questions = [hellaswag.question(item, args.style) for item in hellaswag.load(limit=args.limit)]
+    items = hellaswag.load(limit=args.limit)
+    questions = [hellaswag.question(item, args.style, preset.model.tokenizer) for item in items]
     t_prep = time.perf_counter() - t0
     tokens = sum(len(r) for q in questions for r in q.requests)
 

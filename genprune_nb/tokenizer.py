@@ -13,7 +13,8 @@ the first time a text is encoded, not when the tokenizer is named.
 
 ``bytes``: ids 0-255 are the bytes of the UTF-8 text, 256 is ``<|endoftext|>``; nothing to load.
 
-The module-level :data:`EOT`, :data:`N_VOCAB`, :func:`encode` and :func:`decode` are GPT-2's (the default).
+The module-level :data:`EOT`, :data:`N_VOCAB`, :func:`encode` and :func:`decode` are GPT-2's (the default), for
+code that is about GPT-2 itself; an evaluation encodes with its model's tokenizer (``model.lm.model_tokenizer``).
 """
 from __future__ import annotations
 
@@ -211,8 +212,11 @@ class ByteTokenizer(Tokenizer):
 TOKENIZERS: dict[str, type[Tokenizer]] = {"gpt2": GPT2Tokenizer, "bytes": ByteTokenizer}
 
 
-def get_tokenizer(name: str = "gpt2") -> Tokenizer:
-    """The tokenizer called ``name`` (one object per name); an unknown name is refused, listing the choices."""
+def get_tokenizer(name: str | Tokenizer = "gpt2") -> Tokenizer:
+    """The tokenizer called ``name`` (one object per name; a :class:`Tokenizer` is returned as it is); an unknown
+    name is refused, listing the choices."""
+    if isinstance(name, Tokenizer):
+        return name
     if not isinstance(name, str) or name not in TOKENIZERS:
         raise TokenizerError(f"unknown tokenizer {name!r}; choose one of {', '.join(TOKENIZERS)}")
     return _instance(name)

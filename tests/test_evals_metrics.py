@@ -20,7 +20,7 @@ class BigramStub(nn.Module):
 
     def __init__(self, unigram=None, bigram=None, block_size=64):
         super().__init__()
-        self.config = SimpleNamespace(block_size=block_size)
+        self.config = SimpleNamespace(block_size=block_size, vocab_size=V, tokenizer="gpt2")  # what the scorer reads
         self.unigram = {encode(k)[0] if isinstance(k, str) else k: v for k, v in (unigram or {}).items()}
         self.bigram = {p: {encode(k)[0]: v for k, v in nxt.items()} for p, nxt in (bigram or {}).items()}
         self.anchor = nn.Parameter(torch.zeros(1))  # gives the stub a device

@@ -58,7 +58,7 @@ def surprisal_for(
     model: nn.Module, rts: xr.DataArray, *, stride: int | None = None, batch_size: int = 8
 ) -> xr.DataArray:
     """Word surprisal (bits) of every word in ``rts``, each story read as one running text; same coords as ``rts``
-    plus ``n_tokens``, the word's number of tokens."""
+    plus ``n_tokens``, the word's number of tokens under the model's tokenizer."""
     per_story = [word_surprisal_and_tokens(model, words, seps, stride=stride, batch_size=batch_size)
                  for _, words, seps in story_words(rts)]
     return _as_surprisal(rts, per_story)

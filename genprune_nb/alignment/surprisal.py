@@ -1,15 +1,16 @@
 """Word surprisal: how many bits of surprise a language model assigns to each word of a running text.
 
 A text is a list of words, each preceded by its separator (``""`` before the first word, usually ``" "`` after).
-The whole text is tokenized at once, as the model saw text in training, and each token is credited to a word by
+The whole text is tokenized at once by the model's tokenizer (``model.config.tokenizer``), as the model saw text in
+training, and each token is credited to a word by
 character (byte) offsets: a token belongs to the word whose span ``separator + word`` holds the token's last byte.
 GPT-2 tokens carry their leading space (``" you"``), so a word's surprisal includes reading the space before it.
 A word's surprisal is the sum of its tokens' surprisals, ``-log2 P(token | everything before it)``, and its token
 count (a baseline predictor of reading time) is read from the same token-to-word mapping, whatever the tokenizer.
 :func:`words_from_token_logprobs` does the same for another model's token log-probs given with character offsets.
 
-*First token.* The text is conditioned on ``<|endoftext|>`` (EOT), which precedes every document in training, so the
-first token of the text gets a surprisal like any other, ``-log2 P(token | EOT)``.
+*First token.* The text is conditioned on the tokenizer's ``<|endoftext|>`` (EOT), which precedes every document in
+training, so the first token of the text gets a surprisal like any other, ``-log2 P(token | EOT)``.
 
 *Long texts.* A story (~1,300 tokens) outgrows a small model's ``block_size``, so the model reads it in windows of
 ``block_size`` tokens that start every ``stride`` tokens. The first window scores all its tokens; every later window
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..model.lm import model_device, next_token_logprobs
-from ..tokenizer import EOT, get_tokenizer, owner_of_tokens
+from ..model.lm import model_device, model_tokenizer, next_token_logprobs
+from ..tokenizer import Tokenizer, get_tokenizer, owner_of_tokens
 
 
 def separators_for(words: Sequence[str], separators: str | Sequence[str]) -> list[str]:
@@ -40,15 +41,17 @@ def separators_for(words: Sequence[str], separators: str | Sequence[str]) -> lis
     return seps
 
 
-def tokenize_words(words: Sequence[str], separators: str | Sequence[str] = " ") -> tuple[list[int], np.ndarray]:
-    """GPT-2 token ids of the joined text and, for every token, the index of the word it belongs to."""
+def tokenize_words(words: Sequence[str], separators: str | Sequence[str] = " ",
+                   tokenizer: Tokenizer | str = "gpt2") -> tuple[list[int], np.ndarray]:
+    """Token ids of the joined text by ``tokenizer`` (the model's; a name or a :class:`Tokenizer`) and, for every
+    token, the index of the word it belongs to."""
     if not len(words):
         raise ValueError("no words to tokenize")
     bad = next((i for i, w in enumerate(words) if not isinstance(w, str)), None)
     if bad is not None:
         raise TypeError(f"word {bad} is {words[bad]!r} ({type(words[bad]).__name__}), not a string")
     regions = [s + w for s, w in zip(separators_for(words, separators), words)]
-    enc = get_tokenizer()
+    enc = get_tokenizer(tokenizer)
     ids = enc.encode("".join(regions))
     return ids, enc.region_of_tokens(ids, regions)
 
@@ -141,13 +144,15 @@ def word_surprisal_and_tokens(
     stride: int | None = None,
     batch_size: int = 8,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Surprisal in bits of every word of a running text, conditioned on EOT (module doc), and its token count.
+    """Surprisal in bits of every word of a running text, conditioned on EOT (module doc), and its token count, both
+    under the model's tokenizer.
 
     A word that receives no token gets NaN and count 0: an empty word, or one whose only token runs on into the next
     word (possible with empty separators: ``["no", "thing"]`` joined by ``""`` is the single token ``"nothing"``).
     """
-    ids, word_of_token = tokenize_words(words, separators)
-    lp = token_logprobs(model, [EOT, *ids], stride=stride, batch_size=batch_size)
+    tokenizer = model_tokenizer(model)
+    ids, word_of_token = tokenize_words(words, separators, tokenizer)
+    lp = token_logprobs(model, [tokenizer.eot, *ids], stride=stride, batch_size=batch_size)
     return sum_over_words(-lp / math.log(2), word_of_token, len(words))
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from torch import nn
 
 from ..data import catalog
+from ..model.lm import model_tokenizer
+from ..tokenizer import Tokenizer
 from .datafile import DataFormatError, LimitRule, check_limit, per_subset_cap, read_jsonl, take
 from .scorer import BATCH_SIZE, Request, score
 
@@ -92,6 +94,14 @@ def pairs(limit: int | None = None, root: str | Path | None = None,
     return take({p.stem: read_paradigm(p, cap) for p in paths}, limit, rule)
 
 
+def requests(by_paradigm: dict[str, list[Pair]], convention: Convention = BABYLM,
+             tokenizer: Tokenizer | str = "gpt2") -> list[tuple[Request, Request]]:
+    """(good, bad) sentence requests of every pair, paradigm after paradigm, encoded by ``tokenizer`` (the model's)."""
+    sep = convention.separator
+    return [(Request.sentence(p.good, sep, tokenizer), Request.sentence(p.bad, sep, tokenizer))
+            for ps in by_paradigm.values() for p in ps]
+
+
 def evaluate(
     model: nn.Module,
     by_paradigm: dict[str, list[Pair]],
@@ -99,11 +109,12 @@ def evaluate(
     *,
     batch_size: int = BATCH_SIZE,
     progress: bool = False,
+    encoded: list[tuple[Request, Request]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows ``acc`` under ``convention``: overall (mean over paradigms), per phenomenon, per paradigm."""
-    flat = [p for ps in by_paradigm.values() for p in ps]
-    sep = convention.separator
-    groups = [(Request.sentence(p.good, sep), Request.sentence(p.bad, sep)) for p in flat]
+    """Rows ``acc`` under ``convention``: overall (mean over paradigms), per phenomenon, per paradigm.
+
+    ``encoded``: the pairs' :func:`requests` under the model's tokenizer, if already built (default: built here)."""
+    groups = requests(by_paradigm, convention, model_tokenizer(model)) if encoded is None else encoded
     scores = score(model, groups, batch_size=batch_size, progress=progress, desc="blimp")
     correct = iter(convention.right(good.logprob, bad.logprob) for good, bad in scores)
     paradigm_rows = []

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..data import catalog
+from ..tokenizer import Tokenizer
 from .datafile import DataFormatError, check_limit, read_jsonl
 from .multiple_choice import Norm, Question, accuracy
 from .scorer import BATCH_SIZE, Request, score
@@ -81,10 +82,11 @@ def texts(item: Item, style: Style = "authors") -> tuple[str, list[str]]:
     raise ValueError(f"unknown HellaSwag style {style!r}; use 'authors' or 'lm-eval'")
 
 
-def question(item: Item, style: Style = "authors") -> Question:
-    """The item's four (context, " " + ending) requests under ``style``."""
+def question(item: Item, style: Style = "authors", tokenizer: Tokenizer | str = "gpt2") -> Question:
+    """The item's four (context, " " + ending) requests under ``style``, encoded by ``tokenizer`` (the model's)."""
     context, endings = texts(item, style)
-    return Question(tuple(Request.from_text(context, e) for e in endings), item.label, tuple(len(e) for e in endings))
+    return Question(tuple(Request.from_text(context, e, tokenizer=tokenizer) for e in endings), item.label,
+                    tuple(len(e) for e in endings))
 
 
 def evaluate(

@@ -8,7 +8,8 @@ import) is the way to reach it from a shell::
         --include_path lm_tasks --batch_size 32
 
 and ``simple_evaluate(model="genprune", model_args="...")`` or ``simple_evaluate(model=GenpruneLM(...))`` from
-Python. Log-likelihoods go through :func:`genprune_nb.evals.scorer.score`, so lm-eval's numbers are the package's.
+Python. Log-likelihoods go through :func:`genprune_nb.evals.scorer.score`, so lm-eval's numbers are the package's;
+text is encoded and decoded by the model's own tokenizer (``model.config.tokenizer``), EOT included.
 
 :func:`write_task_configs` writes lm-eval task YAMLs for HellaSwag, MMLU and BLiMP that read the data catalog's
 local files (no Hugging Face hub) with lm-eval's prompts: ``genprune_hellaswag``, ``genprune_mmlu`` (group;
@@ -33,10 +34,10 @@ from tqdm.auto import tqdm
 
 from ..data import catalog
 from ..launch import default_device
-from ..model.lm import autocast_context, model_device
+from ..model.lm import autocast_context, model_device, model_tokenizer
 from ..study.layout import StudyLayout
 from ..study.released import load_released
-from ..tokenizer import EOT, decode, encode
+from ..tokenizer import Tokenizer, get_tokenizer
 from . import blimp, hellaswag, mmlu
 from .runner import checkpoint_ref
 from .scorer import BATCH_SIZE, Request, score
@@ -86,18 +87,19 @@ def load_model(
     return refs[-1].load_model(device)
 
 
-def split_pair(context: str, continuation: str) -> Request:
-    """lm-eval's token split of a (context, continuation) pair as a :class:`Request`.
+def split_pair(context: str, continuation: str, tokenizer: Tokenizer | str = "gpt2") -> Request:
+    """lm-eval's token split of a (context, continuation) pair as a :class:`Request`, encoded by ``tokenizer``.
 
     Whitespace ending the context moves to the continuation; the continuation's tokens are those of the whole text
     after the context's tokens; an empty context becomes ``<|endoftext|>``.
     """
+    tok = get_tokenizer(tokenizer)
     kept = context.rstrip()
     context, continuation = kept, context[len(kept):] + continuation
     if not context:
-        return Request((EOT,), tuple(encode(continuation)))
-    head = encode(context)
-    return Request(tuple(head), tuple(encode(context + continuation)[len(head):]))
+        return Request((tok.eot,), tuple(tok.encode(continuation)))
+    head = tok.encode(context)
+    return Request(tuple(head), tuple(tok.encode(context + continuation)[len(head):]))
 
 
 def _int_or_auto(value: Any, name: str) -> int:
@@ -115,7 +117,8 @@ def _int_or_auto(value: Any, name: str) -> int:
 @register_model(MODEL_NAME)
 class GenpruneLM(LM):
     """lm-eval's view of a genprune GPT: ``loglikelihood`` through the package's scorer, ``loglikelihood_rolling``
-    in lm-eval's disjoint windows, greedy ``generate_until``.
+    in lm-eval's disjoint windows, greedy ``generate_until``; text goes through the model's tokenizer
+    (``text_tokenizer``).
 
     Model args: one source (``checkpoint=``; ``preset=, condition=, seed=, step=, run_root=``; ``released=``; or a
     loaded ``model=`` from Python), ``device`` (default: cuda if present), ``batch_size`` (sequences per forward;
@@ -156,10 +159,12 @@ class GenpruneLM(LM):
         self.batch_size = _int_or_auto(batch_size, "batch_size")
         self.max_gen_toks = int(max_gen_toks)
         self.block_size = self.model.config.block_size
+        # not ``self.tokenizer``: lm-eval reads that attribute as a Hugging Face tokenizer
+        self.text_tokenizer = model_tokenizer(self.model)
 
     @property
     def tokenizer_name(self) -> str:
-        return "gpt2"
+        return self.text_tokenizer.name
 
     # ----------------------------------------------------------------------------------------- log-likelihoods
 
@@ -178,7 +183,7 @@ class GenpruneLM(LM):
         return out
 
     def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        pairs = [split_pair(*r.args) for r in requests]
+        pairs = [split_pair(*r.args, tokenizer=self.text_tokenizer) for r in requests]
         results = self.score_requests(pairs, "lm-eval loglikelihood")
         for r, result in zip(requests, results):
             self.cache_hook.add_partial("loglikelihood", r.args, result)
@@ -189,9 +194,9 @@ class GenpruneLM(LM):
 
         Windows predict ``block_size`` tokens and read ``block_size`` (the scorer's truncation rule, as HFLM).
         """
-        tokens = encode(text)
-        windows = get_rolling_token_windows(token_list=tokens, prefix_token=EOT, max_seq_len=self.block_size,
-                                            context_len=1)
+        tokens = self.text_tokenizer.encode(text)
+        windows = get_rolling_token_windows(token_list=tokens, prefix_token=self.text_tokenizer.eot,
+                                            max_seq_len=self.block_size, context_len=1)
         return [Request(tuple(ctx), tuple(cont)) for ctx, cont in map(make_disjoint_window, windows)]
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
@@ -216,19 +221,20 @@ class GenpruneLM(LM):
         if max_gen_toks >= self.block_size:
             raise ValueError(f"max_gen_toks {max_gen_toks} leaves no context in the model's block of "
                              f"{self.block_size} tokens")
-        ids = (encode(context) or [EOT])[-(self.block_size - max_gen_toks):]
+        tok = self.text_tokenizer
+        ids = (tok.encode(context) or [tok.eot])[-(self.block_size - max_gen_toks):]
         x = torch.tensor([ids], dtype=torch.long, device=self._device)
         new: list[int] = []
         text = ""
         for _ in range(max_gen_toks):
             with autocast_context(self._device, "bfloat16"):
                 logits, _ = self.model(x[:, -self.block_size:])
-            token = int(logits[0, -1].argmax())
-            if token == EOT:
+            token = int(logits[0, -1, : tok.n_vocab].argmax())  # never a padding row of the embedding
+            if token == tok.eot:
                 break
             new.append(token)
             x = torch.cat([x, torch.tensor([[token]], device=self._device)], dim=1)
-            text = decode(new)
+            text = tok.decode(new)
             if any(stop and stop in text for stop in until):
                 break
         for stop in until:
@@ -243,7 +249,8 @@ class GenpruneLM(LM):
             kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
             if kwargs.get("do_sample") or kwargs.get("temperature", 0.0) > 0:
                 raise ValueError(f"the genprune model generates greedily only; got gen_kwargs {gen_kwargs}")
-            until = handle_stop_sequences(kwargs.get("until"), eos=decode([EOT]))
+            eos = self.text_tokenizer.decode([self.text_tokenizer.eot])
+            until = handle_stop_sequences(kwargs.get("until"), eos=eos)
             text = self.greedy(context, until, int(kwargs["max_gen_toks"]))
             self.cache_hook.add_partial("generate_until", r.args, text)
             out.append(text)

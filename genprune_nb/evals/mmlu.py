@@ -21,6 +21,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..data import catalog
+from ..tokenizer import Tokenizer
 from .datafile import DataFormatError, LimitRule, take
 from .multiple_choice import Question, accuracy
 from .scorer import BATCH_SIZE, Request, score
@@ -99,8 +100,10 @@ def letters_context(item: Item, shots: list[Item]) -> str:
            f"{letters_prompt(item)}"
 
 
-def question(item: Item, fmt: Format = "cloze", shots: list[Item] | None = None) -> Question:
-    """The item's four requests: option texts after the cloze prompt, or letters after the lm-eval prompt."""
+def question(item: Item, fmt: Format = "cloze", shots: list[Item] | None = None,
+             tokenizer: Tokenizer | str = "gpt2") -> Question:
+    """The item's four requests: option texts after the cloze prompt, or letters after the lm-eval prompt, encoded
+    by ``tokenizer`` (the model's)."""
     if fmt == "cloze":
         if shots:
             raise ValueError("the cloze format is 0-shot")
@@ -109,8 +112,41 @@ def question(item: Item, fmt: Format = "cloze", shots: list[Item] | None = None)
         context, options = letters_context(item, shots or []), list(LETTERS)
     else:
         raise ValueError(f"unknown MMLU format {fmt!r}; use 'cloze' or 'letters'")
-    return Question(tuple(Request.from_text(context, o) for o in options), item.answer,
+    return Question(tuple(Request.from_text(context, o, tokenizer=tokenizer) for o in options), item.answer,
                     tuple(len(o) for o in options))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The test items of one subject that a run scores, and the dev items shown before each as worked examples."""
+
+    items: list[Item]
+    shots: list[Item]
+
+
+def select(
+    shots: int = 0,
+    limit: int | None = None,
+    root: str | Path | None = None,
+    rule: LimitRule = "round_robin",
+) -> dict[str, Selection]:
+    """Subject -> the test items a ``limit`` picks under ``rule`` (``round_robin``: ``limit`` in all, in turn over
+    subjects; ``per_subset``: the first ``limit`` of each subject) and its first ``shots`` dev items."""
+    test = take(load("test", root), limit, rule)
+    dev = load("dev", root) if shots else {}
+    out = {}
+    for subject, items in test.items():
+        examples = dev.get(subject, [])[:shots]
+        if len(examples) < shots:
+            raise ValueError(f"MMLU subject {subject!r} has {len(examples)} dev questions, {shots} shots asked")
+        out[subject] = Selection(items, examples)
+    return out
+
+
+def questions_of(selected: dict[str, Selection], fmt: Format = "cloze",
+                 tokenizer: Tokenizer | str = "gpt2") -> dict[str, list[Question]]:
+    """Subject -> the selected items as questions in ``fmt``, encoded by ``tokenizer`` (the model's)."""
+    return {subject: [question(item, fmt, s.shots, tokenizer) for item in s.items] for subject, s in selected.items()}
 
 
 def questions(
@@ -119,18 +155,10 @@ def questions(
     limit: int | None = None,
     root: str | Path | None = None,
     rule: LimitRule = "round_robin",
+    tokenizer: Tokenizer | str = "gpt2",
 ) -> dict[str, list[Question]]:
-    """Subject -> test questions in ``fmt`` with ``shots`` dev examples; the items a ``limit`` picks under ``rule``
-    (``round_robin``: ``limit`` in all, in turn over subjects; ``per_subset``: the first ``limit`` of each subject)."""
-    test = take(load("test", root), limit, rule)
-    dev = load("dev", root) if shots else {}
-    out = {}
-    for subject, items in test.items():
-        examples = dev.get(subject, [])[:shots]
-        if len(examples) < shots:
-            raise ValueError(f"MMLU subject {subject!r} has {len(examples)} dev questions, {shots} shots asked")
-        out[subject] = [question(item, fmt, examples) for item in items]
-    return out
+    """Subject -> test questions in ``fmt`` with ``shots`` dev examples (:func:`select`), encoded by ``tokenizer``."""
+    return questions_of(select(shots, limit, root, rule), fmt, tokenizer)
 
 
 def evaluate(

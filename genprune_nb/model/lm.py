@@ -1,5 +1,5 @@
-"""The GPT as a language model: autocast, next-token log-probabilities (the primitive every evaluation builds on)
-and the validation loss shared by training and the ``val_loss`` benchmark."""
+"""The GPT as a language model: autocast, next-token log-probabilities (the primitive every evaluation builds on),
+the tokenizer it reads (:func:`model_tokenizer`) and the validation loss shared by training and ``val_loss``."""
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +10,7 @@ from torch import nn
 
 from ..data.loader import TokenLoader
 from ..launch import DistContext
+from ..tokenizer import Tokenizer, get_tokenizer
 
 IGNORE = -100  # a target that is not scored (its log-prob reads 0)
 
@@ -54,6 +55,11 @@ def target_predictions(
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def model_tokenizer(model: nn.Module) -> Tokenizer:
+    """The tokenizer the model reads (``model.config.tokenizer``): every evaluation encodes its text with it."""
+    return get_tokenizer(model.config.tokenizer)
 
 
 def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:

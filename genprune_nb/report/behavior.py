@@ -13,7 +13,7 @@ from torch import nn
 
 from ..alignment.behavior import ceiling, pearson_r
 from ..alignment.surprisal import token_logprobs, tokenize_words, word_surprisal
-from ..tokenizer import EOT, decode
+from ..model.lm import model_tokenizer
 
 
 def ceilings(rts: xr.DataArray, published: float | None = None) -> pd.DataFrame:
@@ -28,12 +28,14 @@ def ceilings(rts: xr.DataArray, published: float | None = None) -> pd.DataFrame:
 
 
 def token_surprisal_table(model: nn.Module, rts: xr.DataArray, n_words: int = 10) -> pd.DataFrame:
-    """The first ``n_words`` words of ``rts`` read as one text after EOT: each token, the word it is credited to
-    and its surprisal in bits."""
+    """The first ``n_words`` words of ``rts`` read as one text after EOT, tokenized by the model's tokenizer: each
+    token, the word it is credited to and its surprisal in bits."""
     words, seps = list(rts["word"].values[:n_words]), list(rts["separator"].values[:n_words])
-    ids, owner = tokenize_words(words, seps)
-    bits = -token_logprobs(model, [EOT, *ids]) / np.log(2)
-    return pd.DataFrame({"token": [repr(decode([t])) for t in ids], "word": [words[i] for i in owner], "bits": bits})
+    tokenizer = model_tokenizer(model)
+    ids, owner = tokenize_words(words, seps, tokenizer)
+    bits = -token_logprobs(model, [tokenizer.eot, *ids]) / np.log(2)
+    return pd.DataFrame({"token": [repr(tokenizer.decode([t])) for t in ids], "word": [words[i] for i in owner],
+                         "bits": bits})
 
 
 def word_surprisal_table(model: nn.Module, rts: xr.DataArray, n_words: int = 10) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 Each task follows one convention: the authors' code / llm.c (``hellaswag``, ``mmlu``), lm-eval 0.4 (``*_lmeval*``)
 or DESIGN.md / BabyLM (``blimp``). Its ``limit_rule`` follows the same source: lm-eval's tasks take the first N items
-of each subject / paradigm, the others N items in all, round-robin (``datafile``).
+of each subject / paradigm, the others N items in all, round-robin (``datafile``). The data are read once when a task
+is prepared; its requests are encoded by the tokenizer of the model being scored, once per tokenizer
+(``scorer.per_tokenizer``).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Callable
 from .. import blimp, hellaswag, mmlu
 from ..datafile import LimitRule, describe_limit
 from ..registry import Benchmark, Evaluator, Settings, register
+from ..scorer import per_tokenizer
 
 CHOICE_OF_FOUR = 0.25  # HellaSwag endings, MMLU answers
 Prepare = Callable[[Settings, LimitRule], Evaluator]
@@ -18,22 +21,27 @@ Prepare = Callable[[Settings, LimitRule], Evaluator]
 
 def _hellaswag(style: hellaswag.Style) -> Prepare:
     def prepare(s: Settings, rule: LimitRule) -> Evaluator:  # one set: every rule takes its first N items
-        qs = [hellaswag.question(item, style) for item in hellaswag.load(limit=s.limit)]
-        return lambda model: hellaswag.evaluate(model, qs, style, batch_size=s.batch_size, progress=s.progress)
+        items = hellaswag.load(limit=s.limit)
+        qs = per_tokenizer(lambda tokenizer: [hellaswag.question(item, style, tokenizer) for item in items])
+        return lambda model: hellaswag.evaluate(model, qs(model), style, batch_size=s.batch_size,
+                                                progress=s.progress)
     return prepare
 
 
 def _mmlu(fmt: mmlu.Format, shots: int) -> Prepare:
     def prepare(s: Settings, rule: LimitRule) -> Evaluator:
-        qs = mmlu.questions(fmt, shots, limit=s.limit, rule=rule)
-        return lambda model: mmlu.evaluate(model, qs, fmt, batch_size=s.batch_size, progress=s.progress)
+        selected = mmlu.select(shots, limit=s.limit, rule=rule)
+        qs = per_tokenizer(lambda tokenizer: mmlu.questions_of(selected, fmt, tokenizer))
+        return lambda model: mmlu.evaluate(model, qs(model), fmt, batch_size=s.batch_size, progress=s.progress)
     return prepare
 
 
 def _blimp(convention: blimp.Convention) -> Prepare:
     def prepare(s: Settings, rule: LimitRule) -> Evaluator:
         ps = blimp.pairs(limit=s.limit, rule=rule)
-        return lambda model: blimp.evaluate(model, ps, convention, batch_size=s.batch_size, progress=s.progress)
+        encoded = per_tokenizer(lambda tokenizer: blimp.requests(ps, convention, tokenizer))
+        return lambda model: blimp.evaluate(model, ps, convention, batch_size=s.batch_size, progress=s.progress,
+                                            encoded=encoded(model))
     return prepare
 
 
