@@ -1,10 +1,10 @@
 """Benchmarks over checkpoints: validation loss, one checkpoint (the CLI's call), a whole study with skipping."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-import dataclasses
 
 import genprune_nb.evals.runner as runner
 from genprune_nb.config import get_preset, override

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from genprune_nb.config import Preset, get_preset, override
-from genprune_nb.data.manifest import shard_files
 from genprune_nb.connectome.wiring import Connectome
+from genprune_nb.data.manifest import shard_files
+from genprune_nb.evals.runner import sweep
 from genprune_nb.model.gpt import GPT
 from genprune_nb.storage import hashing
 from genprune_nb.study.generations import inner_keep_steps, inner_schedule, run_inner_loop, run_outer_loop
 from genprune_nb.study.layout import StudyLayout
-from genprune_nb.evals.runner import sweep
 from genprune_nb.study.model_refs import ModelRef
 from genprune_nb.study.results import FINGERPRINT, REVISION, ResultsTable
 from genprune_nb.training import provenance

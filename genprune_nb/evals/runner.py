@@ -102,8 +102,8 @@ def evaluate(
     quick run, stored under its own task label; a ``limit`` given here overrides the one in ``sizes``. ``options``
     go to every benchmark (``stride``, ``n_boot``, ``protocol``...); those that change a benchmark's numbers away
     from their default also go into its label (``Benchmark.labelled_options``).
-    What the table already holds for the same checkpoint fingerprint, label and benchmark revision is skipped, so an interrupted run
-    resumes, and a benchmark's data is read only if some checkpoint still needs it. ``val_loss`` uses the first
+    What the table already holds for the same checkpoint fingerprint, label and benchmark revision is skipped, so an
+    interrupted run resumes, and a benchmark's data is read only if some checkpoint still needs it. ``val_loss`` uses the first
     checkpoint's preset and schedule.
     """
     table = ResultsTable(table) if isinstance(table, (str, Path)) else table

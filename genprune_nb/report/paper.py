@@ -19,9 +19,9 @@ import pandas as pd
 
 from ..alignment import behavior, encoding, localizer
 from ..config import PAPER_PRESET, ModelConfig, Preset, get_preset
+from ..evals.registry import get_benchmark, preset_sizes
 from ..stats import mean_se
 from ..study.curves import VAL_LOSS_TASK
-from ..evals.registry import get_benchmark, preset_sizes
 from ..study.results import base_task, final_rows, select
 from . import benchmarks as report
 from . import plots

@@ -3,8 +3,9 @@
 One row per (condition, seed, step, task, metric[, extra keys such as layer or subject]) with its ``value``, ``n``
 (items behind it), the ``fingerprint`` of the checkpoint it scored (``Checkpoint.fingerprint``; empty for
 rows not scored from a checkpoint) and the ``revision`` of the benchmark that scored it (``Benchmark.revision``,
-raised whenever a change alters its numbers; empty = 1, the rows written before revisions were recorded). Benchmarks, reading-time and brain-alignment scores all land in the same CSV,
-so a notebook can plot any of them against training with one ``groupby``. Re-running a sweep skips what is there
+raised whenever a change alters its numbers; empty = 1, the rows written before revisions were recorded).
+Benchmarks, reading-time and brain-alignment scores all land in the same CSV, so a notebook can plot any of them
+against training with one ``groupby``. Re-running a sweep skips what is there
 for the same checkpoint and benchmark revision; rows of a checkpoint or a benchmark that changed since are
 recomputed and replace the old ones. Writers take turns (a file lock).
 """
@@ -62,7 +63,8 @@ class ResultsTable:
         one.
 
         Rows of a checkpoint scored under another fingerprint or benchmark revision for the same task are dropped
-        (they describe weights that no longer exist, or code that no longer scores that way). The table is re-read and rewritten under its lock, so concurrent writers lose nothing.
+        (they describe weights that no longer exist, or code that no longer scores that way). The table is re-read
+        and rewritten under its lock, so concurrent writers lose nothing.
         """
         new = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         missing = [c for c in COLUMNS if c not in new.columns]
