@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from genprune_nb.analysis import scaling as stats
-from genprune_nb.config import get_preset
+from genprune_nb.config import get_preset, override
 from genprune_nb.study import scaling
 from genprune_nb.study.pipeline import NOTEBOOKS_DIR, available_notebooks
 
@@ -108,14 +108,14 @@ def test_notebook_08_is_listed_for_the_pipeline():
 def test_notebook_runs_headless_on_smoke_and_the_sweep_resumes(tmp_path, smoke_preset, monkeypatch):
     papermill = pytest.importorskip("papermill")
     root, figures = tmp_path / "study", tmp_path / "figures"
-    overrides = [f"data.tokens_dir={smoke_preset.data.tokens_dir}"]
+    overrides = [f"data.tokens_dir={smoke_preset.data.tokens_dir}", "outer.generations=1"]  # kept fast
     papermill.execute_notebook(
         NOTEBOOKS_DIR / "08_scaling.ipynb", tmp_path / "08.ipynb", kernel_name="python3", progress_bar=False,
         parameters={"preset": "smoke", "overrides": overrides, "run_root": str(root), "figures_dir": str(figures),
-                    "device": "cpu", "progress": False, "budgets": [0.5, 1], "seeds": [0, 1]})
+                    "device": "cpu", "progress": False, "budgets": [0.25, 0.5], "seeds": [0, 1]})
     assert (figures / "08_scaling.png").stat().st_size > 0
     layout = scaling.ScalingLayout.of(root)
-    budgets = [10 * 512, 20 * 512]  # tokens per generation of 0.5 and 1 x the smoke preset's 20 steps
+    budgets = [5 * 512, 10 * 512]  # tokens per generation of 0.25 and 0.5 x the smoke preset's 20 steps
     assert all(layout.outer_budget(b).final_connectome().exists() for b in budgets)
     assert sorted(p.name for p in (layout.baseline.root / "inner").iterdir()) == ["NoConnectome"]
     curves = scaling.scaling_curves(root)
@@ -129,5 +129,16 @@ def test_notebook_runs_headless_on_smoke_and_the_sweep_resumes(tmp_path, smoke_p
         raise AssertionError("the resumed sweep trained a step")
 
     monkeypatch.setattr(loop, "train_step", no_training)
-    again = scaling.run_outer_sweep(smoke_preset, root, [0.5, 1], seeds=[0, 1], progress=False)
+    preset = override(smoke_preset, ["outer.generations=1"])
+    again = scaling.run_outer_sweep(preset, root, [0.25, 0.5], seeds=[0, 1], progress=False)
     pd.testing.assert_frame_equal(again, curves)
+
+    # the inner-data sweep from the 0.5x connectome: its 1x point is the outer sweep's runs, 0.5x a new folder
+    monkeypatch.undo()
+    curves = scaling.run_inner_sweep(preset, root, [0.5, 1], outer_multiple=0.5, seeds=[0], progress=False)
+    inner = stats.along(curves, "inner_tokens", 10 * 512)
+    assert sorted(set(inner["inner_tokens"])) == [5 * 512, 10 * 512]
+    assert sorted(p.name for p in (layout.inner_budget(5 * 512).root / "inner").iterdir()) == [
+        "Connectome", "NoConnectome", "RandomConnectome"]
+    summary = stats.final_differences(inner, "inner_tokens").summary
+    assert set(summary["inner_tokens"]) == {5 * 512, 10 * 512} and set(summary["n"]) == {1, 2}
