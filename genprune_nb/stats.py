@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 
 def mean_se(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
@@ -11,3 +12,15 @@ def mean_se(df: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     out = g.agg(mean="mean", sd="std", n="count").reset_index()
     out["se"] = (out["sd"] / np.sqrt(out["n"])).fillna(0.0)
     return out.drop(columns="sd")
+
+
+def mean_ci(df: pd.DataFrame, by: list[str], value: str, level: float = 0.95) -> pd.DataFrame:
+    """``mean_se`` plus the two-sided ``level`` t-interval of the mean: mean ± t(1 - (1 - level) / 2, n - 1) x se,
+    as columns ``low`` and ``high`` (NaN for a single value, which has no spread to estimate)."""
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must lie in (0, 1), got {level!r}")
+    out = mean_se(df, by, value)
+    n = out["n"].to_numpy()
+    t = np.where(n > 1, student_t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)), np.nan)
+    out["low"], out["high"] = out["mean"] - t * out["se"], out["mean"] + t * out["se"]
+    return out
