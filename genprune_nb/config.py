@@ -243,7 +243,8 @@ class InnerConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How much of each evaluation the notebooks run by default (0 / empty = everything).
+    """How much of each evaluation the notebooks run by default (0 / empty = everything), and which outer-budget sweep
+    notebook 08 trains by default (empty: none, since a sweep costs several outer loops).
 
     CPU presets take a quick look; the paper-scale presets score everything. A notebook parameter that is not
     None overrides the preset's value.
@@ -254,6 +255,7 @@ class EvalConfig:
     max_words: int = 0  # first words of each story (notebook 04)
     n_sentences: int = 0  # fMRI sentences (notebook 05)
     cka_tokens: int = 10_000  # val tokens whose representations CKA compares (notebook 06)
+    scaling_sweep: str = ""  # the sweep notebook 08 runs by default ("short", "long"); "": none unless asked
 
     def pick(self, name: str, value: Any = None) -> Any:
         """``value`` if given, else this preset's budget for ``name``; None (everything) for 0 or empty."""
@@ -320,6 +322,22 @@ PRESETS: dict[str, Preset] = {
                         shuffle=True),
             inner=InnerConfig(seeds=(0, 1), keep_every=24),
             eval=EvalConfig(limit=50, stories=(1,), max_words=300, n_sentences=300, cka_tokens=4096),
+        ),
+        Preset(
+            "cpu",
+            "the science on 2 CPU cores: a byte-level GPT on the English prose corpus, the whole study (6 generations, "
+            "3 conditions x 5 seeds, evaluations) in about 30 minutes",
+            ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=256, tokenizer="bytes",
+                        vocab_size=padded_vocab("bytes")),
+            TrainConfig(batch_size=16, micro_batch_size=16, seq_len=128, steps=150, lr=2e-3, warmup_steps=15,
+                        decay_steps=50, val_every=50, val_tokens=32_768, checkpoint_every=50, log_every=10),
+            TrainConfig(batch_size=16, micro_batch_size=16, seq_len=128, steps=100, lr=2e-3, warmup_steps=10,
+                        decay_steps=90, val_every=10, val_tokens=32_768, checkpoint_every=0, log_every=10,
+                        shuffle=True),
+            DataConfig(tokens_dir="data/tokens/english_prose_bytes"),
+            inner=InnerConfig(seeds=(0, 1, 2, 3, 4), keep_every=50),
+            eval=EvalConfig(limit=50, stories=(1,), max_words=300, n_sentences=300, cka_tokens=4096,
+                            scaling_sweep="short"),
         ),
         Preset(
             "small",

@@ -142,3 +142,20 @@ def test_notebook_runs_headless_on_smoke_and_the_sweep_resumes(tmp_path, smoke_p
         "Connectome", "NoConnectome", "RandomConnectome"]
     summary = stats.final_differences(inner, "inner_tokens").summary
     assert set(summary["inner_tokens"]) == {5 * 512, 10 * 512} and set(summary["n"]) == {1, 2}
+
+
+def test_the_sweep_comes_from_the_parameters_the_name_or_the_preset():
+    from genprune_nb.config import get_preset
+    from genprune_nb.study.pipeline import runs_by_default
+
+    tiny, cpu = get_preset("tiny"), get_preset("cpu")
+    assert scaling.plan_sweep(cpu) == scaling.get_sweep(cpu.eval.scaling_sweep)
+    assert scaling.plan_sweep(tiny, "long").seeds == tuple(range(8))
+    given = scaling.plan_sweep(tiny, None, [0.5, 1], [3])
+    assert (given.multiples, given.seeds) == ((0.5, 1), (3,))
+    with pytest.raises(ValueError, match="preset 'tiny' names no scaling sweep"):
+        scaling.plan_sweep(tiny)
+    # reproduce without --only runs 08 only where the preset or the parameters ask for a sweep
+    assert not runs_by_default("08_scaling", tiny, {})
+    assert runs_by_default("08_scaling", tiny, {"sweep": "short"}) and runs_by_default("08_scaling", cpu, {})
+    assert runs_by_default("07_paper_figures", tiny, {})

@@ -43,6 +43,14 @@ def select(names: Sequence[str], only: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def runs_by_default(name: str, preset: Preset, parameters: dict[str, Any]) -> bool:
+    """Whether a run of every notebook includes ``name``: ``08_scaling`` trains several more outer loops, so only
+    where the preset names a sweep (``eval.scaling_sweep``) or the parameters ask for one; ``--only 08`` runs it."""
+    if name.split("_")[0] == "08":
+        return bool(preset.eval.scaling_sweep or parameters.get("sweep") or parameters.get("budgets"))
+    return True
+
+
 def figures_folder(preset: str, figures_dir: str | Path | None = None) -> Path:
     """Where a study's figures go: ``figures_dir`` when given, else ``figures/<preset>``."""
     return Path(figures_dir) if figures_dir else Path("figures") / preset
@@ -70,8 +78,10 @@ def run_pipeline(
     """
     import papermill as pm
 
-    override(get_preset(preset), list(overrides))  # a bad name or override fails here, not inside notebook 00
+    chosen = override(get_preset(preset), list(overrides))  # a bad name or override fails here, not in notebook 00
     names = select(available_notebooks(notebooks_dir), only)
+    if not only:
+        names = [n for n in names if runs_by_default(n, chosen, parameters or {})]
     run_root = require_writable(StudyLayout.of(preset, run_root).root.resolve(), "study folder")
     figures_dir = require_writable(figures_folder(preset, figures_dir).resolve(), "figures folder")
     params = {"preset": preset, "overrides": list(overrides), "run_root": str(run_root),

@@ -71,6 +71,19 @@ def get_sweep(name: str) -> Sweep:
     return SWEEPS[name]
 
 
+def plan_sweep(preset: Preset, name: str | None = None, multiples: Sequence[float] | None = None,
+               seeds: Sequence[int] | None = None) -> Sweep:
+    """The sweep to run: the given ``multiples`` and ``seeds``, the rest from sweep ``name``, else from the preset's
+    ``eval.scaling_sweep``. A sweep trains several outer loops, so a preset that names none (the paper presets)
+    runs one only when asked; with both ``multiples`` and ``seeds`` given, the inner-data multiples are "short"'s."""
+    name = name or preset.eval.scaling_sweep or ("short" if multiples and seeds else "")
+    if not name:
+        raise ValueError(f"preset {preset.name!r} names no scaling sweep (eval.scaling_sweep is empty): pass "
+                         f"sweep='short' or 'long' (genprune reproduce --only 08 --param sweep=short)")
+    base = get_sweep(name)
+    return Sweep(tuple(multiples or base.multiples), tuple(seeds or base.seeds), base.inner_multiples)
+
+
 def _scaled(value: int, multiple: float, minimum: int) -> int:
     """round(value x multiple), half up; at least ``minimum`` where ``value`` is not 0 (0 stays 0: "none")."""
     return 0 if value == 0 else max(minimum, math.floor(value * multiple + 0.5))
