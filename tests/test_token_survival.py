@@ -41,3 +41,11 @@ def test_row_survival_by_hand():
     assert list(table["bin"].cat.categories) == ["unseen", "1-9", "top 1"]
     with pytest.raises(ValueError, match="generation 0: transformer.wte.weight has 4 rows but the token counts cover 3"):
         row_survival([g0], counts[:3], top=1)
+
+
+def test_the_top_bin_fits_the_vocabulary():
+    from genprune_nb.analysis.token_survival import default_top
+
+    assert default_top(50304) == 500 and default_top(320) == 32  # GPT-2's vocabulary, a byte model's
+    labels, order = frequency_bins(np.arange(320))
+    assert order[-1] == "top 32" and (labels == "top 32").sum() == 32

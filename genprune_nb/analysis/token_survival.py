@@ -33,13 +33,20 @@ def token_counts(files: Sequence[str | Path], vocab_size: int) -> np.ndarray:
     return counts
 
 
-def frequency_bins(counts: np.ndarray, top: int = 500) -> tuple[np.ndarray, list[str]]:
+def default_top(vocab_size: int) -> int:
+    """How many of the most frequent tokens get a bin of their own: 500, or a tenth of a smaller vocabulary (a byte
+    model's 320 rows: 32)."""
+    return min(500, vocab_size // 10)
+
+
+def frequency_bins(counts: np.ndarray, top: int | None = None) -> tuple[np.ndarray, list[str]]:
     """(bin label of each token, the labels in order from rare to frequent).
 
-    The ``top`` most frequent tokens (ties by lower id) form ``"top {top}"``; every other token goes by its count:
+    The ``top`` most frequent tokens (default :func:`default_top`; ties by lower id) form ``"top {top}"``; every other token goes by its count:
     ``"unseen"`` (0), ``"1-9"``, ``"10-99"``, ... up to the largest count among them. Empty bins are left out.
     """
     counts = np.asarray(counts)
+    top = default_top(counts.size) if top is None else top
     if top < 0 or top > counts.size:
         raise ValueError(f"top must lie in [0, {counts.size}] (the vocabulary), got {top}")
     labels = np.empty(counts.size, dtype=object)
@@ -57,7 +64,7 @@ def frequency_bins(counts: np.ndarray, top: int = 500) -> tuple[np.ndarray, list
     return labels, order
 
 
-def row_survival(connectomes: Sequence[Connectome], counts: np.ndarray, top: int = 500) -> pd.DataFrame:
+def row_survival(connectomes: Sequence[Connectome], counts: np.ndarray, top: int | None = None) -> pd.DataFrame:
     """Surviving fraction of the ``wte`` / ``lm_head`` rows of each frequency bin after each generation.
 
     ``connectomes[g]`` is generation g's. Columns: generation, tensor, bin (ordered from rare to frequent), tokens
@@ -85,7 +92,7 @@ def row_survival(connectomes: Sequence[Connectome], counts: np.ndarray, top: int
 
 
 def study_row_survival(study: StudyLayout, large_files: Sequence[str | Path], vocab_size: int,
-                       criterion: str = PAPER_CRITERION, top: int = 500) -> pd.DataFrame:
+                       criterion: str = PAPER_CRITERION, top: int | None = None) -> pd.DataFrame:
     """``row_survival`` of every pruned generation of one outer loop of ``study``, frequencies counted in L."""
     connectomes = []
     while study.connectome(len(connectomes), criterion).exists():
