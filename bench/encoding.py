@@ -40,19 +40,25 @@ def synthetic(n: int, layers: int, width: int, seed: int) -> tuple[xr.DataArray,
     return X, Y
 
 
-def sklearn_loop(X: xr.DataArray, Y: xr.DataArray, alphas: np.ndarray, seed: int) -> np.ndarray:
-    """r [layer, fold] from StandardScaler + RidgeCV (efficient LOO) refit per layer and fold."""
-    splits = outer_splits(Y.sizes["presentation"], "kfold", None, seed)
+def per_layer_r(X: xr.DataArray, Y: xr.DataArray, make_model, splits, nan_as_zero: bool = False) -> np.ndarray:
+    """r [layer, fold]: a scikit-learn model from ``make_model()`` refit per layer and (train, test) split."""
     y = Y.values
     out = []
     for layer in np.unique(X["layer"].values):
         x = X.values[:, X["layer"].values == layer].astype(np.float64)
         row = []
         for train, test in splits:
-            model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas)).fit(x[train], y[train])
-            row.append(pearson_columns(model.predict(x[test]).reshape(y[test].shape), y[test])[0])
+            model = make_model().fit(x[train], y[train])
+            r = pearson_columns(model.predict(x[test]).reshape(y[test].shape), y[test])[0]
+            row.append(np.nan_to_num(r) if nan_as_zero else r)
         out.append(row)
     return np.array(out)
+
+
+def sklearn_loop(X: xr.DataArray, Y: xr.DataArray, alphas: np.ndarray, seed: int) -> np.ndarray:
+    """r [layer, fold] from StandardScaler + RidgeCV (efficient LOO) refit per layer and fold."""
+    splits = outer_splits(Y.sizes["presentation"], "kfold", None, seed)
+    return per_layer_r(X, Y, lambda: make_pipeline(StandardScaler(), RidgeCV(alphas=alphas)), splits)
 
 
 def main() -> None:

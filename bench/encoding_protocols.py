@@ -24,22 +24,15 @@ from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_info
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from bench.encoding import synthetic  # noqa: E402
-from genprune_nb.alignment.encoding import AUTHORS_ALPHAS, encode, pearson_columns  # noqa: E402
+from bench.encoding import per_layer_r, synthetic  # noqa: E402
+from genprune_nb.alignment.encoding import AUTHORS_ALPHAS, encode  # noqa: E402
 
 
 def authors_loop(X: xr.DataArray, Y: xr.DataArray) -> np.ndarray:
     """r [layer, fold] from the authors' RidgeCV loop, refit per layer and fold."""
-    y = Y.values
-    out = []
-    for layer in np.unique(X["layer"].values):
-        x = X.values[:, X["layer"].values == layer].astype(np.float64)
-        row = []
-        for train, test in KFold(5, shuffle=True, random_state=0).split(x):
-            model = RidgeCV(alphas=[10 ** e for e in range(-30, 30)], alpha_per_target=True).fit(x[train], y[train])
-            row.append(np.nan_to_num(pearson_columns(model.predict(x[test]).reshape(y[test].shape), y[test])[0]))
-        out.append(row)
-    return np.array(out)
+    splits = list(KFold(5, shuffle=True, random_state=0).split(X.values))
+    return per_layer_r(X, Y, lambda: RidgeCV(alphas=[10 ** e for e in range(-30, 30)], alpha_per_target=True), splits,
+                       nan_as_zero=True)
 
 
 def main() -> None:
