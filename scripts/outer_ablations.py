@@ -22,11 +22,11 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from genprune_nb.config import Preset, get_preset, override  # noqa: E402
+from genprune_nb.stats import mean_ci  # noqa: E402
 from genprune_nb.study.curves import generation_summaries  # noqa: E402
 from genprune_nb.study.generations import run_outer_loop  # noqa: E402
 from genprune_nb.study.layout import StudyLayout  # noqa: E402
@@ -57,15 +57,13 @@ def variant_preset(base: Preset, variant: str, seed: int) -> Preset:
 
 
 def summarize(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% t-interval over seeds of each (variant, generation)'s val loss (a single seed: no interval)."""
-    rows = []
-    for (variant, generation), group in per_seed.groupby(["variant", "generation"], sort=False):
-        values = group["val_loss"].to_numpy(dtype=float)
-        n, mean = len(values), float(values.mean())
-        half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-        rows.append({"variant": variant, "generation": int(generation), "n_seeds": n, "val_loss_mean": mean,
-                     "ci95_low": mean - half, "ci95_high": mean + half})
-    return pd.DataFrame(rows)
+    """Mean and 95% t-interval over seeds (``stats.mean_ci``) of each (variant, generation)'s val loss, variants in
+    the order they ran (a single seed: no interval)."""
+    table = mean_ci(per_seed, ["variant", "generation"], "val_loss")
+    order = {variant: i for i, variant in enumerate(per_seed["variant"].unique())}
+    table = table.sort_values(["variant", "generation"], key=lambda c: c.map(order) if c.name == "variant" else c)
+    table = table.rename(columns={"n": "n_seeds", "mean": "val_loss_mean", "low": "ci95_low", "high": "ci95_high"})
+    return table[["variant", "generation", "n_seeds", "val_loss_mean", "ci95_low", "ci95_high"]].reset_index(drop=True)
 
 
 def markdown(table: pd.DataFrame) -> str:
