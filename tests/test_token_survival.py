@@ -16,7 +16,7 @@ def test_token_counts_and_bins(tmp_path):
     labels, order = frequency_bins(counts, top=1)
     assert labels.tolist() == ["unseen", "top 1", "1-9", "10-99", "unseen", "1-9"]
     assert order == ["unseen", "1-9", "10-99", "top 1"]
-    with pytest.raises(ValueError, match="a.bin: token id 5 is outside the vocabulary"):
+    with pytest.raises(ValueError, match="a.bin: token id 5 at token offset 3 is outside the model.s vocabulary"):
         token_counts([tmp_path / "a.bin"], 5)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..connectome.pruning import EMBEDDINGS
 from ..connectome.wiring import Connectome
-from ..data.shards import read_shard
+from ..data.shards import check_vocab, read_shard
 from ..study.layout import PAPER_CRITERION, StudyLayout
 
 UNSEEN = "unseen"
@@ -27,8 +27,7 @@ def token_counts(files: Sequence[str | Path], vocab_size: int) -> np.ndarray:
     counts = np.zeros(vocab_size, dtype=np.int64)
     for f in files:
         tokens = read_shard(f)
-        if tokens.size and int(tokens.max()) >= vocab_size:
-            raise ValueError(f"{f}: token id {int(tokens.max())} is outside the vocabulary (vocab_size {vocab_size})")
+        check_vocab(f, tokens, vocab_size)
         counts += np.bincount(tokens, minlength=vocab_size)
     return counts
 

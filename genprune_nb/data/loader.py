@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .shards import ShardError, read_header, read_shard, require_tokenizer
+from .shards import check_vocab, read_header, read_shard, require_tokenizer
 
 
 def tokens_per_step(batch_size: int, seq_len: int, world_size: int = 1) -> int:
@@ -82,7 +82,7 @@ class TokenLoader:
         if self._open is None or self._open[0] != self.shard:
             tokens = read_shard(self.files[self.shard])
             if self.vocab_size is not None and self.shard not in self._in_vocab:
-                _check_vocab(self.files[self.shard], tokens, self.vocab_size)
+                check_vocab(self.files[self.shard], tokens, self.vocab_size)
                 self._in_vocab.add(self.shard)
             self._open = (self.shard, tokens)  # the previous map is released
         return self._open[1]
@@ -158,11 +158,3 @@ class TokenLoader:
                     "resuming would change the token stream"
                 )
         self.seek(state)
-
-
-def _check_vocab(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
-    """Refuse a shard holding a token id >= ``vocab_size`` (the embedding would fail on it mid-run)."""
-    if tokens.size and int(tokens.max()) >= vocab_size:
-        offset = int(np.argmax(tokens >= vocab_size))
-        raise ShardError(f"{path}: token id {int(tokens[offset])} at token offset {offset} is outside the "
-                         f"model's vocabulary (vocab_size {vocab_size})")

@@ -115,3 +115,11 @@ def find_shards(tokens_dir: str | os.PathLike, patterns: Sequence[str]) -> list[
     if not paths:
         raise FileNotFoundError(f"no token shards matching {list(patterns)} in {tokens_dir}")
     return paths
+
+
+def check_vocab(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
+    """Refuse a shard holding a token id >= ``vocab_size`` (the embedding would fail on it mid-run)."""
+    if tokens.size and int(tokens.max()) >= vocab_size:
+        offset = int(np.argmax(tokens >= vocab_size))
+        raise ShardError(f"{path}: token id {int(tokens[offset])} at token offset {offset} is outside the "
+                         f"model's vocabulary (vocab_size {vocab_size})")
