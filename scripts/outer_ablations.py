@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,17 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_timing(path: Path, key: str, seconds: float) -> None:
+    """Add ``seconds`` to ``key`` in the timings file, read afresh and replaced atomically after every run, so that a
+    resumed run adds its share and processes running other variants into the same folder keep each other's times."""
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    timings[key] = timings.get(key, 0.0) + seconds
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", required=True)
@@ -90,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     base = override(get_preset(args.preset), args.overrides)
-    timings_path = args.out / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     rows = []
     for variant in args.variants:
         for seed in args.seeds:
@@ -99,13 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             run_outer_loop(variant_preset(base, variant, seed), study, progress=not args.no_progress)
             key = f"{variant}/seed_{seed}"
-            timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0  # a resumed run adds its share
+            add_timing(args.out / "timings.json", key, time.perf_counter() - t0)
             summaries = generation_summaries(study)
             rows += [{"variant": variant, "seed": seed, "generation": int(r.generation), "val_loss": r.val_loss}
                      for r in summaries.itertuples()]
             print(f"{key}: " + ", ".join(f"{v:.3f}" for v in summaries["val_loss"]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    timings_path.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
     per_seed = pd.DataFrame(rows)
     per_seed.to_csv(args.out / "outer_ablations_per_seed.csv", index=False)
     table = summarize(per_seed)

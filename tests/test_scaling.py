@@ -9,6 +9,7 @@ import pytest
 from genprune_nb.analysis import scaling as stats
 from genprune_nb.config import get_preset, override
 from genprune_nb.study import scaling
+from genprune_nb.study.curves import val_loss_rows
 from genprune_nb.study.pipeline import NOTEBOOKS_DIR, available_notebooks
 
 T_975_2 = 4.302652729749464  # the 97.5% quantile of Student's t with 2 degrees of freedom (tables)
@@ -112,14 +113,23 @@ def test_notebook_runs_headless_on_smoke_and_the_sweep_resumes(tmp_path, smoke_p
     papermill.execute_notebook(
         NOTEBOOKS_DIR / "08_scaling.ipynb", tmp_path / "08.ipynb", kernel_name="python3", progress_bar=False,
         parameters={"preset": "smoke", "overrides": overrides, "run_root": str(root), "figures_dir": str(figures),
-                    "device": "cpu", "progress": False, "budgets": [0.25, 0.5], "seeds": [0, 1]})
+                    "device": "cpu", "progress": False, "budgets": [0.25, 1], "seeds": [0, 1]})
     assert (figures / "08_scaling.png").stat().st_size > 0
     layout = scaling.ScalingLayout.of(root)
-    budgets = [5 * 512, 10 * 512]  # tokens per generation of 0.25 and 0.5 x the smoke preset's 20 steps
-    assert all(layout.outer_budget(b).final_connectome().exists() for b in budgets)
-    assert sorted(p.name for p in (layout.baseline.root / "inner").iterdir()) == ["NoConnectome"]
+    budgets = [5 * 512, 20 * 512]  # tokens per generation of 0.25 and 1 x the smoke preset's 20 steps
+    assert layout.outer_budget(budgets[0]).final_connectome().exists()
+    # budget 1x is the study's own outer loop and inner runs, NoConnectome the study's: nothing trained twice
+    assert not layout.outer_budget(budgets[1]).root.exists()
+    assert sorted(p.name for p in layout.root.glob("outer_*")) == ["outer_2560"]
+    assert layout.study.final_connectome().exists()
+    assert sorted(p.name for p in (layout.study.root / "inner").iterdir()) == [
+        "Connectome", "NoConnectome", "RandomConnectome"]
     curves = scaling.scaling_curves(root)
     assert sorted(curves["budget"].dropna().unique()) == budgets
+    own = curves[(curves["budget"] == budgets[1]) | curves["budget"].isna()]
+    study_rows = val_loss_rows(layout.study).set_index(["condition", "seed", "step"])["value"]
+    assert np.array_equal(own.set_index(["condition", "seed", "step"])["val_loss"].sort_index().to_numpy(),
+                          study_rows.sort_index().to_numpy())
     assert set(curves.loc[curves["budget"].isna(), "condition"]) == {"NoConnectome"}
     assert set(curves["seed"]) == {0, 1}
 
@@ -130,13 +140,13 @@ def test_notebook_runs_headless_on_smoke_and_the_sweep_resumes(tmp_path, smoke_p
 
     monkeypatch.setattr(loop, "train_step", no_training)
     preset = override(smoke_preset, ["outer.generations=1"])
-    again = scaling.run_outer_sweep(preset, root, [0.25, 0.5], seeds=[0, 1], progress=False)
+    again = scaling.run_outer_sweep(preset, root, [0.25, 1], seeds=[0, 1], progress=False)
     pd.testing.assert_frame_equal(again, curves)
 
-    # the inner-data sweep from the 0.5x connectome: its 1x point is the outer sweep's runs, 0.5x a new folder
+    # the inner-data sweep from the 0.25x connectome: its 1x point is the outer sweep's runs, 0.5x a new folder
     monkeypatch.undo()
-    curves = scaling.run_inner_sweep(preset, root, [0.5, 1], outer_multiple=0.5, seeds=[0], progress=False)
-    inner = stats.along(curves, "inner_tokens", 10 * 512)
+    curves = scaling.run_inner_sweep(preset, root, [0.5, 1], outer_multiple=0.25, seeds=[0], progress=False)
+    inner = stats.along(curves, "inner_tokens", 5 * 512)
     assert sorted(set(inner["inner_tokens"])) == [5 * 512, 10 * 512]
     assert sorted(p.name for p in (layout.inner_budget(5 * 512).root / "inner").iterdir()) == [
         "Connectome", "NoConnectome", "RandomConnectome"]

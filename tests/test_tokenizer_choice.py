@@ -181,3 +181,23 @@ def test_an_exported_bytes_model_loads_back_as_bytes(tmp_path):
     assert config["tokenizer"] == "bytes" and read_config(tmp_path / "b") == byte_model
     config = json.loads((export_released(GPT(SMOKE.model), tmp_path / "g") / "config.json").read_text())
     assert "tokenizer" not in config and read_config(tmp_path / "g").tokenizer == "gpt2"  # the authors' layout
+
+
+def test_bits_per_byte_by_hand(tmp_path):
+    from genprune_nb.evals.loss import bits_per_byte, bytes_per_token
+
+    # bytes: targets a, b, EOT, c of [EOT, a, b, EOT, c, d]: 3 bytes of text in 4 predicted tokens
+    byte = get_tokenizer("bytes")
+    path = tmp_path / "bytes.bin"
+    write_shard(path, [byte.eot, *b"ab", byte.eot, *b"cd"], tokenizer="bytes")
+    assert bytes_per_token([path], "bytes", 4) == 0.75
+    # gpt2: "Hello" and " world" are one token each (5 and 6 bytes); the stream runs on into a second shard
+    gpt2 = get_tokenizer("gpt2")
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    write_shard(first, [gpt2.eot, *gpt2.encode("Hello")])
+    write_shard(second, gpt2.encode(" world") + [gpt2.eot])
+    assert bytes_per_token([first, second], "gpt2", 2) == 5.5
+    with pytest.raises(ValueError, match="fewer than"):
+        bytes_per_token([first, second], "gpt2", 4)  # 4 tokens in all: 3 targets
+    assert bits_per_byte(math.log(2), 1.0) == pytest.approx(1.0)
+    assert bits_per_byte(np.array([2.0, 4.0]), 0.5) == pytest.approx(np.array([2.0, 4.0]) / (0.5 * math.log(2)))

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..evals.loss import bits_per_byte
 from ..stats import mean_se
 from ..training.runlog import RunLog
 from .layout import PAPER_CRITERION, StudyLayout, inner_run_identity
@@ -40,15 +41,21 @@ def read_generation_summary(path: Path) -> dict:
     return summary
 
 
-def generation_summaries(study: StudyLayout, criterion: str = PAPER_CRITERION) -> pd.DataFrame:
-    """One row per finished generation: val loss, density, entropy and achieved bits per weight, file size."""
+def generation_summaries(study: StudyLayout, criterion: str = PAPER_CRITERION,
+                         bytes_per_token: float | None = None) -> pd.DataFrame:
+    """One row per finished generation: val loss, density, entropy and achieved bits per weight, file size; with
+    ``bytes_per_token`` of the val tokens also the val loss in bits per byte (``val_bits_per_byte``)."""
     rows = []
     g = 0
     while (path := study.generation(g, criterion) / "generation.json").exists():
         summary = read_generation_summary(path)
         rows.append({k: v for k, v in summary.items() if k != "densities"})
         g += 1
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if bytes_per_token is not None and not out.empty:
+        out.insert(out.columns.get_loc("val_loss") + 1, "val_bits_per_byte", bits_per_byte(out["val_loss"],
+                                                                                         bytes_per_token))
+    return out
 
 
 def tensor_densities(study: StudyLayout, criteria: Sequence[str] = (PAPER_CRITERION,)) -> pd.DataFrame:
@@ -90,10 +97,15 @@ def inner_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def final_val_loss(study: StudyLayout) -> pd.DataFrame:
-    """Each condition's val loss at the inner loop's last logged step, mean and SE over seeds (Figure 1B-i's end)."""
+def final_val_loss(study: StudyLayout, bytes_per_token: float | None = None) -> pd.DataFrame:
+    """Each condition's val loss at the inner loop's last logged step, mean and SE over seeds (Figure 1B-i's end);
+    with ``bytes_per_token`` of the val tokens (``evals.loss.preset_bytes_per_token``) also in bits per byte."""
     val = inner_curves(study, "val_loss")
-    return mean_se(val[val["step"] == val["step"].max()], ["condition"], "val_loss")
+    out = mean_se(val[val["step"] == val["step"].max()], ["condition"], "val_loss")
+    if bytes_per_token is not None:
+        out["bits_per_byte"] = bits_per_byte(out["mean"], bytes_per_token)
+        out["bits_per_byte_se"] = bits_per_byte(out["se"], bytes_per_token)
+    return out
 
 
 def tensor_kind(name: str) -> str:

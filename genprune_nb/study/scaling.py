@@ -11,11 +11,13 @@ preset's.
 
 Where the sweep lives (each sub-folder is an ordinary study folder, ``StudyLayout``, so it resumes like one)::
 
+    runs/<preset>/             the study itself: its outer loop is the sweep's budget 1x and its inner runs are that
+                               budget's Connectome and RandomConnectome, its NoConnectome runs the baseline of every
+                               outer budget (a dense seeded init, recorded without a connectome, so no outer loop
+                               changes it); trained once for the study and the sweep, whichever runs first
     runs/<preset>/scaling/
-      outer_<T>/             outer loop at T tokens per generation; inner/Connectome, inner/RandomConnectome
-      no_connectome/         NoConnectome at the preset's inner budget: one set of runs for every outer budget
-                             (its start is a dense seeded init, recorded without a connectome, so no outer loop
-                             changes it)
+      outer_<T>/             outer loop at T tokens per generation (every other budget); inner/Connectome,
+                             inner/RandomConnectome
       inner_<N>/             the inner-data sweep: all three conditions trained N tokens, grown from the connectome
                              of the outer budget the sweep names
       results.csv            every run's logged val losses, tagged ``budget`` (outer tokens per generation; empty
@@ -144,12 +146,18 @@ class ScalingLayout:
         study = study if isinstance(study, StudyLayout) else StudyLayout(study)
         return cls(study.root / "scaling")
 
+    @property
+    def study(self) -> StudyLayout:
+        """The study the sweeps belong to (its runs are the sweeps' at the preset's own budgets)."""
+        return StudyLayout(self.root.parent)
+
     def outer_budget(self, tokens: int) -> StudyLayout:
         return StudyLayout(self.root / f"outer_{int(tokens)}")
 
-    @property
-    def baseline(self) -> StudyLayout:
-        return StudyLayout(self.root / "no_connectome")
+    def outer_study(self, preset: Preset, budgeted: Preset) -> StudyLayout:
+        """Where ``budgeted``'s outer loop (and the inner runs grown from it) live: the study itself when its
+        schedule is the preset's (multiple 1), else ``outer_<T>/``."""
+        return self.study if budgeted.train == preset.train else self.outer_budget(outer_tokens(budgeted))
 
     def inner_budget(self, tokens: int) -> StudyLayout:
         return StudyLayout(self.root / f"inner_{int(tokens)}")
@@ -167,7 +175,7 @@ def _tagged_rows(study: StudyLayout, conditions: Sequence[str], seeds: Sequence[
     return rows.assign(**{BUDGET: budget, INNER_TOKENS: tokens})
 
 
-def _baseline(preset: Preset, layout: ScalingLayout, study: StudyLayout, seeds: tuple[int, ...],
+def _baseline(preset: Preset, study: StudyLayout, seeds: tuple[int, ...],
               ctx: DistContext, progress: bool) -> pd.DataFrame:
     """Train (or resume) NoConnectome x ``seeds`` in ``study``; its rows, tagged with no outer budget."""
     run_inner_loop(preset, study, conditions=(BASELINE,), seeds=seeds, ctx=ctx, progress=progress)
@@ -203,17 +211,18 @@ def run_outer_sweep(
     """Run (or resume) the outer loop at each budget (``multiples`` of the preset's steps), Connectome and
     RandomConnectome from each budget's connectome, and NoConnectome once; return ``scaling_curves``.
 
-    Every run goes through ``run_outer_loop`` / ``run_inner_loop`` in its own folder of ``ScalingLayout.of(study)``,
-    so a second call trains nothing and a changed recipe is refused as there. ``seeds`` default to the preset's.
+    Every run goes through ``run_outer_loop`` / ``run_inner_loop`` in its own folder of ``ScalingLayout.of(study)``
+    (budget 1x and NoConnectome: the study's own runs), so a second call trains nothing and a changed recipe is
+    refused as there. ``seeds`` default to the preset's.
     """
     ctx = ctx or init_distributed()
     seeds = _check_seeds(seeds or preset.inner.seeds)
     layout = ScalingLayout.of(study)
-    frames = [_baseline(preset, layout, layout.baseline, seeds, ctx, progress)]
+    frames = [_baseline(preset, layout.study, seeds, ctx, progress)]
     for multiple in sorted(set(multiples)):
         budgeted = outer_budget_preset(preset, multiple)
         tokens = outer_tokens(budgeted)
-        where = layout.outer_budget(tokens)
+        where = layout.outer_study(preset, budgeted)
         run_outer_loop(budgeted, where, ctx=ctx, progress=progress)
         run_inner_loop(budgeted, where, conditions=CONNECTOME_CONDITIONS, seeds=seeds, ctx=ctx, progress=progress)
         frames.append(_tagged_rows(where, CONNECTOME_CONDITIONS, seeds, tokens, inner_tokens(budgeted),
@@ -234,15 +243,15 @@ def run_inner_sweep(
     """Train the three conditions on ``multiples`` of the preset's inner steps, grown from the connectome of the
     outer budget ``outer_multiple`` (run or resumed first); return ``scaling_curves``.
 
-    The inner budget of multiple 1 is the outer sweep's own runs (``outer_<T>/`` and ``no_connectome/``); the others
-    live in ``inner_<N>/``. More inner steps read more of S (once past one pass over S, S again).
+    The inner budget of multiple 1 is the outer sweep's own runs (``outer_<T>/`` or the study, and the study's
+    NoConnectome); the others live in ``inner_<N>/``. More inner steps read more of S (once past one pass over S, S again).
     """
     ctx = ctx or init_distributed()
     seeds = _check_seeds(seeds or preset.inner.seeds)
     layout = ScalingLayout.of(study)
     budgeted = outer_budget_preset(preset, outer_multiple)
     budget = outer_tokens(budgeted)
-    source = layout.outer_budget(budget)
+    source = layout.outer_study(preset, budgeted)
     run_outer_loop(budgeted, source, ctx=ctx, progress=progress)
     frames = []
     for multiple in sorted(set(multiples)):
@@ -250,11 +259,11 @@ def run_inner_sweep(
         tokens = inner_tokens(inner)
         same = tokens == inner_tokens(preset)
         grown = source if same else layout.inner_budget(tokens)
-        baseline = layout.baseline if same else grown
+        baseline = layout.study if same else grown
         run_inner_loop(inner, grown, connectome=source.final_connectome(), conditions=CONNECTOME_CONDITIONS,
                        seeds=seeds, ctx=ctx, progress=progress)
         frames.append(_tagged_rows(grown, CONNECTOME_CONDITIONS, seeds, budget, tokens, inner.inner_train.val_tokens))
-        frames.append(_baseline(inner, layout, baseline, seeds, ctx, progress))
+        frames.append(_baseline(inner, baseline, seeds, ctx, progress))
     return _record(layout, frames, ctx)
 
 
