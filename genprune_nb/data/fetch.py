@@ -85,13 +85,17 @@ def fetch_url(
                 resumed = _resumed(resp, start)
                 offset = start if resumed else 0
                 length = int(resp.headers.get("Content-Length") or 0)
+                received = 0
                 with open(part, "ab" if resumed else "wb") as out, tqdm(
                     total=offset + length or None, initial=offset, unit="B", unit_scale=True,
                     desc=desc or dest.name, disable=not progress,
                 ) as bar:
                     while chunk := resp.read(_CHUNK):
                         out.write(chunk)
+                        received += len(chunk)
                         bar.update(len(chunk))
+                if received < length:  # http.client ends a cut-off body quietly
+                    raise ConnectionError(f"the connection closed after {received} of {length} bytes")
     except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
         kept = f"; {part} ({part.stat().st_size} B) is kept to resume" if part.is_file() else ""
         raise DownloadError(f"download of {url} to {dest} failed: {getattr(e, 'reason', e)}{kept}") from e
