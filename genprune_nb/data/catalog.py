@@ -363,12 +363,12 @@ def _find(ds: Dataset, relpath: str | None) -> Path:
     raise _not_found(ds, "folder " + (f"with {sorted(ds.files)}" if ds.files else repr(ds.folder)))
 
 
-def locate(name: str, relpath: str | None = None, *, fetch: bool = True) -> Path:
+def locate(name: str, relpath: str | None = None, *, fetch: bool = True, progress: bool = True) -> Path:
     """Path of dataset ``name``'s folder (or of ``relpath`` in it) in the first data directory holding it, verified.
 
     For the folder, every required file (``files`` and manifest entries) must be present and match its hash. If no
     data directory holds it, it is downloaded first (``fetch``, unless offline): into the folder that holds its
-    manifest but lacks files, where writable, else into :func:`download_dir`.
+    manifest but lacks files, where writable, else into :func:`download_dir` (``progress``: a download bar).
     """
     ds = get(name)
     if relpath is not None:
@@ -386,25 +386,25 @@ def locate(name: str, relpath: str | None = None, *, fetch: bool = True) -> Path
     wanted += [f for f in ds.extra_files if ds.archive and ds.archive.member(f) and ds.url(f) is None]  # same archive
     if relpath is not None and Path(relpath).as_posix() not in wanted:
         wanted.append(Path(relpath).as_posix())
-    download(name, dest, files=wanted)
+    download(name, dest, files=wanted, progress=progress)
     return _find(ds, relpath)
 
 
-def files(name: str, pattern: str = "**/*") -> list[Path]:
+def files(name: str, pattern: str = "**/*", *, progress: bool = True) -> list[Path]:
     """Sorted files of dataset ``name`` matching the glob ``pattern`` (relative to its verified folder)."""
-    folder = locate(name)
+    folder = locate(name, progress=progress)
     found = sorted(p for p in folder.glob(pattern) if p.is_file())
     if not found:
         raise FileNotFoundError(f"dataset {name!r}: no file matches {pattern!r} in {folder}")
     return found
 
 
-def text_files(name: str) -> list[Path]:
+def text_files(name: str, *, progress: bool = True) -> list[Path]:
     """The documents of text corpus ``name``: its ``documents`` patterns in order, each sorted, verified."""
     ds = get(name)
     if not ds.documents:
         raise ValueError(f"dataset {name!r} is not a text corpus (it lists no documents)")
-    return [path for pattern in ds.documents for path in files(name, pattern)]
+    return [path for pattern in ds.documents for path in files(name, pattern, progress=progress)]
 
 
 def _required(ds: Dataset, folder: Path) -> list[str]:
