@@ -3,14 +3,15 @@
 #   TORCH_SPEC  torch requirement installed first (default: the CPU wheel torch==2.13.0; GPU users pass their own,
 #               e.g. make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128")
 #   PRESET      preset of `make demo` (default tiny)
-#   GENPRUNE_DATA_DIR  where the data catalog looks for external data (default: ../shared/data/external if present)
+#   GENPRUNE_DATA_DIR  where the data catalog looks for external data (default: ../shared/data/external if present;
+#               missing data sets are downloaded on first use into its first writable entry or data/external)
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev
 PRESET ?= tiny
-# the first existing of: the checkout's sibling shared/ folder, the workplace's shared/ folder
-GENPRUNE_DATA_DIR ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/data/external) /work/shared/data/external))
+# the checkout's sibling shared/ folder if present; datasets missing from it are downloaded into data/external
+GENPRUNE_DATA_DIR ?= $(wildcard $(abspath $(CURDIR)/../shared/data/external))
 export GENPRUNE_DATA_DIR
 
 comma := ,

@@ -7,6 +7,9 @@
     genprune inner --preset tiny             the inner loop: every condition x seed on the small corpus
     genprune eval --task hellaswag mmlu      score a study's kept checkpoints (or one --checkpoint)
     genprune reproduce --preset tiny         the main job: the numbered notebooks, in order, with papermill
+
+Data sets missing from every data directory are downloaded on first use; --offline (or GENPRUNE_OFFLINE=1) makes
+that an error naming the data set and the folders searched.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from .config import PRESETS, Preset, dumps, get_preset, override
 from .connectome.pruning import CRITERIA
+from .data.fetch import OFFLINE_ENV
 from .errors import GenpruneError
 from .storage.writable import require_writable
 
@@ -26,6 +30,11 @@ TRACEBACK_ENV = "GENPRUNE_TRACEBACK"  # set to 1 to see the traceback of an erro
 def _preset(args: argparse.Namespace) -> Preset:
     preset = get_preset(args.preset)
     return override(preset, args.set) if args.set else preset
+
+
+def _add_offline_arg(p: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    p.add_argument("--offline", action="store_true", default=default,
+                   help=f"never download: a missing data set is an error naming it (or set {OFFLINE_ENV}=1)")
 
 
 def _add_preset_args(p: argparse.ArgumentParser) -> None:
@@ -163,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--traceback", action="store_true",
                         help=f"show the traceback of errors otherwise reported in one line (or set {TRACEBACK_ENV}=1)")
+    _add_offline_arg(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("presets", help="list the presets")
@@ -231,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a notebook parameter, e.g. --param limit=200 --param stories=[1,2] (repeatable)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_reproduce)
+    for p in sub.choices.values():  # --offline after the command too (SUPPRESS keeps a --offline given before it)
+        _add_offline_arg(p)
     return parser
 
 
@@ -254,6 +266,9 @@ def one_line(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     show_traceback = args.traceback or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+    offline_before = os.environ.get(OFFLINE_ENV)
+    if args.offline:  # in the environment, so that notebooks and workers the command starts are offline too
+        os.environ[OFFLINE_ENV] = "1"
     try:
         args.func(args)
     except KeyboardInterrupt:
@@ -266,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"genprune {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        if args.offline and offline_before is None:
+            os.environ.pop(OFFLINE_ENV, None)
+        elif args.offline:
+            os.environ[OFFLINE_ENV] = offline_before
     return 0
 
 

@@ -8,14 +8,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 _SHARED = REPO.parent / "shared" / "data" / "external"
-if "GENPRUNE_DATA_DIR" not in os.environ and _SHARED.is_dir():
+if not os.environ.get("GENPRUNE_DATA_DIR") and _SHARED.is_dir():
     os.environ["GENPRUNE_DATA_DIR"] = str(_SHARED)  # so that the data catalog finds it in every test
+os.environ.setdefault("GENPRUNE_OFFLINE", "1")  # no test downloads on first use (file:// sources still work)
 
 
 @pytest.fixture(scope="session")
 def external_data_dir() -> Path:
     """The read-only external data folder: ``$GENPRUNE_DATA_DIR`` or ``<repo>/../shared/data/external``."""
-    path = Path(os.environ.get("GENPRUNE_DATA_DIR", REPO.parent / "shared" / "data" / "external"))
+    path = Path(os.environ.get("GENPRUNE_DATA_DIR") or REPO.parent / "shared" / "data" / "external")
     if not path.is_dir():
         pytest.fail(
             f"external data folder {path} not found; set GENPRUNE_DATA_DIR to the directory holding "

@@ -138,6 +138,11 @@ def test_download_from_file_urls(monkeypatch, tmp_path):
     assert not (folder / "a.txt").exists()
 
 
-def test_download_without_url_is_refused(tmp_path):
-    with pytest.raises(DataNotFoundError, match="SHA256SUMS"):
-        catalog.download("english_prose", tmp_path, progress=False)
+def test_download_without_source_is_refused(monkeypatch, tmp_path):
+    """A file with neither URL nor archive is named, with the dataset's note on how to obtain it."""
+    ds = Dataset("fake", "fake_folder", "test", "none", files={"made_by_hand.csv": None},
+                 manual={"made_by_hand.csv": "export it from the original spreadsheet"})
+    monkeypatch.setitem(catalog.CATALOG, "fake", ds)
+    with pytest.raises(DataNotFoundError, match="made_by_hand.csv.*original spreadsheet"):
+        catalog.download("fake", tmp_path, progress=False)
+    assert catalog.get("mmlu").url("val/anatomy_val.csv") is None and catalog.get("mmlu").url("test/x_test.csv")

