@@ -1,5 +1,6 @@
 """The scaling sweep: the budget rule, the paired statistics (checked by hand), notebook 08 on the smoke preset and
 the sweep's resumption."""
+import json
 import math
 
 import numpy as np
@@ -113,8 +114,15 @@ def test_notebook_runs_headless_on_smoke_and_the_sweep_resumes(tmp_path, smoke_p
     papermill.execute_notebook(
         NOTEBOOKS_DIR / "08_scaling.ipynb", tmp_path / "08.ipynb", kernel_name="python3", progress_bar=False,
         parameters={"preset": "smoke", "overrides": overrides, "run_root": str(root), "figures_dir": str(figures),
-                    "device": "cpu", "progress": False, "budgets": [0.25, 1], "seeds": [0, 1]})
+                    "device": "cpu", "progress": True, "budgets": [0.25, 1], "seeds": [0, 1]})
     assert (figures / "08_scaling.png").stat().st_size > 0
+    # progress bars are widgets (ipywidgets is a dependency): no "IProgress not found" warning, no text bar lines
+    executed = json.loads((tmp_path / "08.ipynb").read_text())
+    outputs = [out for cell in executed["cells"] for out in cell.get("outputs", [])]
+    streams = "".join("".join(out["text"]) for out in outputs if out["output_type"] == "stream")
+    assert "IProgress" not in streams and "TqdmWarning" not in streams and "it/s]" not in streams
+    bars = [out for out in outputs if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
+    assert bars and "application/vnd.jupyter.widget-state+json" in executed["metadata"].get("widgets", {})
     layout = scaling.ScalingLayout.of(root)
     budgets = [5 * 512, 20 * 512]  # tokens per generation of 0.25 and 1 x the smoke preset's 20 steps
     assert layout.outer_budget(budgets[0]).final_connectome().exists()
