@@ -136,6 +136,23 @@ def test_distilled_starts_as_no_connectome_and_logs_the_teachers_cost(smoke_pres
     assert len(cost) and (cost["teacher_flops"] == cost["tokens"] * per_token).all()
 
 
+def test_the_frontier_counts_the_teachers_forward_flops(smoke_preset, study):
+    from genprune_nb.analysis import bandwidth as stats
+    from genprune_nb.analysis.efficiency import inner_curves_of
+
+    curves = inner_curves_of(study, ["NoConnectome", "Distilled"])
+    teacher = stats.teacher_flops_per_token(study, ["NoConnectome", "Distilled"])
+    assert list(teacher) == ["Distilled"]
+    compute = stats.with_compute(curves, smoke_preset, teacher)
+    student = flops_per_token(smoke_preset.model, smoke_preset.inner_train.seq_len)
+    ratio = (compute["compute"] / (compute["tokens"] * student))[compute["tokens"] > 0]
+    by_condition = ratio.groupby(compute["condition"]).agg(["min", "max"])
+    assert by_condition.loc["NoConnectome"].tolist() == [1.0, 1.0]
+    assert by_condition.loc["Distilled"].tolist() == pytest.approx([4 / 3, 4 / 3])  # + a forward: a third of training
+    front = stats.frontier(compute)
+    assert set(front["condition"]) == {"NoConnectome", "Distilled"} and (front["n"] == 1).all()
+
+
 def test_a_changed_teacher_or_setting_is_refused_on_resume(smoke_preset, study):
     for change, field in ((["inner.distill_temperature=3"], "start.distill.temperature"),
                           ([f"inner.distill_teacher={study.generation(1)}"], "start.teacher")):
@@ -167,3 +184,47 @@ def test_bits_transmitted_equal_a_hand_count(smoke_preset, study):
     teacher = rows[rows["metric"] == "needs_teacher"].groupby("condition")["value"].first()
     assert teacher.to_dict() == {c: float(c == "Distilled") for c in conditions}
 
+
+# --- notebook 09 --------------------------------------------------------------------------------------------------
+
+def test_notebook_09_runs_by_default_where_the_preset_names_its_conditions():
+    from genprune_nb.study.pipeline import available_notebooks, runs_by_default
+
+    assert "09_bandwidth" in available_notebooks()
+    assert runs_by_default("09_bandwidth", get_preset("smoke"), {})
+    assert runs_by_default("09_bandwidth", get_preset("cpu"), {})
+    assert not runs_by_default("09_bandwidth", get_preset("tiny"), {})
+    assert runs_by_default("09_bandwidth", get_preset("tiny"), {"conditions": ["Distilled"]})
+
+
+def test_notebook_09_runs_headless_on_smoke_and_trains_only_what_is_missing(smoke_preset, study, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    papermill = pytest.importorskip("papermill")
+    from genprune_nb.study.pipeline import NOTEBOOKS_DIR
+
+    root, figures = tmp_path / "study", tmp_path / "figures"
+    shutil.copytree(study.root, root)  # its outer loop, NoConnectome and the new conditions: Connectome, Random left
+    done = {p: p.stat().st_mtime for p in (root / "inner").glob("*/seed_0/checkpoints/step_*/state.json")}
+    papermill.execute_notebook(
+        NOTEBOOKS_DIR / "09_bandwidth.ipynb", tmp_path / "09.ipynb", kernel_name="python3", progress_bar=False,
+        parameters={"preset": "smoke", "overrides": [f"data.tokens_dir={smoke_preset.data.tokens_dir}"],
+                    "run_root": str(root), "figures_dir": str(figures), "device": "cpu", "progress": False,
+                    "seeds": [0]})
+    assert (figures / "09_bandwidth.png").stat().st_size > 0 and (figures / "09_training_frontier.png").exists()
+    assert all(p.stat().st_mtime == t for p, t in done.items())  # nothing trained twice
+    assert {p.name for p in (root / "inner").iterdir()} == {"Connectome", "RandomConnectome", "NoConnectome", *NEW}
+    table = StudyLayout(root).results.load()
+    stored = table[(table["task"] == bits.BITS_TASK) & (table["metric"] == "bits")]
+    assert sorted(stored["condition"]) == sorted(["Connectome", "RandomConnectome", "NoConnectome", *NEW])
+
+    from genprune_nb.analysis import bandwidth as stats
+    from genprune_nb.analysis.efficiency import inner_curves_of
+
+    summary = stats.bandwidth_summary(inner_curves_of(StudyLayout(root), list(stored["condition"])),
+                                      stats.bits_by_condition(table))
+    assert summary["condition"].iloc[0] == "NoConnectome" and summary["multiplier"].iloc[0] == 1.0
+    assert summary.set_index("condition")["needs_teacher"].to_dict()["Distilled"]
+    assert isinstance(summary, pd.DataFrame) and summary["val_loss"].notna().all()
