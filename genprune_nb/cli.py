@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--criterion", choices=CRITERIA,
                            help="pruning criterion (default: the preset's outer.criterion, magnitude)")
         else:
-            p.add_argument("--conditions", nargs="+", help="default: the preset's inner.conditions; a criterion "
+            p.add_argument("--conditions", nargs="+", help="default: the preset's inner.conditions; also "
+                           "TrainedSparse, TrainedDense, Distilled (what else the outer loop hands down); a criterion "
                            "in brackets picks another outer loop's connectome, e.g. 'Connectome[attribution]'")
         p.set_defaults(func=cmd_loop)
 

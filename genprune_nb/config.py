@@ -30,6 +30,9 @@ OUTER_STREAMS = ("continue", "restart")
 # The inner loop's three conditions in the paper's display order (``study.conditions`` serves them to the study and
 # the figures; named here, the lowest floor that needs them, so a preset's default can list them).
 CONDITIONS = ("Connectome", "RandomConnectome", "NoConnectome")
+# What else the outer loop could hand down, on one bandwidth axis with the paper's three (``study.transmission``):
+# the last generation's trained weights at the connectome's survivors, those weights dense, and a teacher to distil.
+TRANSMISSION_CONDITIONS = ("TrainedSparse", "TrainedDense", "Distilled")
 # The preset at the paper's scale (DESIGN.md §2-§3): figures, milestones and released models read the paper's
 # model shape, inner steps, tokens per step and token milestones from it rather than from copies.
 PAPER_PRESET = "gpt2-124m"
@@ -233,12 +236,21 @@ class InnerConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     keep_every: int = 100  # keep a checkpoint every this many steps (and at step 0) for the evaluations
     token_milestones: tuple[int, ...] = ()  # also keep checkpoints where these many tokens have been seen
+    # Distilled: loss (1 - alpha) CE + alpha T^2 KL(teacher^T || student^T) (``training.distill``). Hinton et al.
+    # 2015: the T^2 factor keeps the soft term's gradients at scale; T = 2 and an even weight, as in their speech runs
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
+    distill_teacher: str = ""  # a checkpoint (step_* folder, or a run folder: its latest); "": outer generation 0's
 
     def __post_init__(self) -> None:
         if not self.conditions or not self.seeds:
             raise ConfigError("inner.conditions and inner.seeds must not be empty")
         if self.keep_every < 0:
             raise ConfigError(f"inner.keep_every must be >= 0, got {self.keep_every}")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ConfigError(f"inner.distill_alpha must lie in [0, 1], got {self.distill_alpha!r}")
+        if not self.distill_temperature > 0:
+            raise ConfigError(f"inner.distill_temperature must be positive, got {self.distill_temperature!r}")
 
 
 @dataclass(frozen=True)
@@ -256,6 +268,9 @@ class EvalConfig:
     n_sentences: int = 0  # fMRI sentences (notebook 05)
     cka_tokens: int = 10_000  # val tokens whose representations CKA compares (notebook 06)
     scaling_sweep: str = ""  # the sweep notebook 08 runs by default ("short", "long"); "": none unless asked
+    # the transmission conditions notebook 09 trains by default (TRANSMISSION_CONDITIONS); empty: 09 runs only when
+    # asked (genprune reproduce --only 09), since it adds conditions x seeds inner runs
+    bandwidth: tuple[str, ...] = ()
 
     def pick(self, name: str, value: Any = None) -> Any:
         """``value`` if given, else this preset's budget for ``name``; None (everything) for 0 or empty."""
@@ -309,7 +324,8 @@ PRESETS: dict[str, Preset] = {
                         decay_steps=6, val_every=5, val_tokens=2048, checkpoint_every=0, log_every=5, shuffle=True),
             outer=OuterConfig(generations=2),
             inner=InnerConfig(seeds=(0, 1), keep_every=5),
-            eval=EvalConfig(limit=4, stories=(1,), max_words=40, n_sentences=40, cka_tokens=512),
+            eval=EvalConfig(limit=4, stories=(1,), max_words=40, n_sentences=40, cka_tokens=512,
+                            bandwidth=TRANSMISSION_CONDITIONS),
         ),
         Preset(
             "tiny",
@@ -337,7 +353,7 @@ PRESETS: dict[str, Preset] = {
             DataConfig(tokens_dir="data/tokens/english_prose_bytes"),
             inner=InnerConfig(seeds=(0, 1, 2, 3, 4), keep_every=50),
             eval=EvalConfig(limit=50, stories=(1,), max_words=300, n_sentences=300, cka_tokens=4096,
-                            scaling_sweep="short"),
+                            scaling_sweep="short", bandwidth=TRANSMISSION_CONDITIONS),
         ),
         Preset(
             "small",

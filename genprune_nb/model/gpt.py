@@ -161,6 +161,12 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     return 6.0 * matmul_weights + 12.0 * L * C * T
 
 
+def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
+    """Forward-only FLOPs per token (a teacher's, an evaluation's): a third of ``flops_per_token`` (the backward
+    pass costs twice the forward): 2 x (matmul weights) + 4 x n_layer x n_embd x seq_len."""
+    return flops_per_token(cfg, seq_len) / 3.0
+
+
 # Peak dense bf16 tensor-core FLOP/s of common accelerators, for MFU.
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
 

@@ -8,16 +8,20 @@ import pandas as pd
 import seaborn as sns
 
 from ..stats import mean_se
-from ..study.conditions import CONDITIONS, condition_order
+from ..study.conditions import CONDITIONS, TRANSMISSION_CONDITIONS, condition_order
 
 CONDITION_COLORS = dict(zip(CONDITIONS, ("#1b9e77", "#d95f02", "#7570b3")))  # the paper's three, in its order
+# the transmission conditions (notebook 09): the next colours of the same Dark2 palette
+TRANSMISSION_COLORS = dict(zip(TRANSMISSION_CONDITIONS, ("#e7298a", "#66a61e", "#e6ab02")))
 PAPER_ENTROPY_BITS = 1.06  # the paper's appendix: bits per weight of its 124M connectome
 
 
 def condition_palette(conditions) -> dict[str, object]:
-    """A colour per condition: the paper's three fixed, any other (released models, other criteria) a spare one."""
+    """A colour per condition: the paper's three and the transmission conditions fixed, any other (released models,
+    other criteria) a spare one."""
     spare = iter(sns.color_palette("tab10") + sns.color_palette("Set2"))
-    return {c: CONDITION_COLORS.get(c) or next(spare) for c in condition_order(conditions)}
+    fixed = {**CONDITION_COLORS, **TRANSMISSION_COLORS}
+    return {c: fixed.get(c) or next(spare) for c in condition_order(conditions)}
 
 
 def short_count(x: float, digits: int = 3) -> str:

@@ -1,14 +1,19 @@
-"""The inner loop's three conditions, defined once, in their display order."""
+"""The inner loop's conditions, defined once, in their display order: the paper's three, then what else the outer
+loop could hand down (the transmission conditions of notebook 09)."""
 from __future__ import annotations
 
 from typing import Iterable
 
-from ..config import CONDITIONS  # named on the config floor so a preset's default can list them
+# named on the config floor so a preset's default can list them
+from ..config import CONDITIONS, TRANSMISSION_CONDITIONS
 
-__all__ = ["CONDITIONS", "condition_order"]
+__all__ = ["CONDITIONS", "TRANSMISSION_CONDITIONS", "CONDITION_BASES", "condition_order"]
+
+CONDITION_BASES = CONDITIONS + TRANSMISSION_CONDITIONS  # every base a condition name may start with
 
 
 def condition_order(conditions: Iterable[str]) -> list[str]:
-    """The paper's three conditions first (in its order), any others after, alphabetically."""
+    """The paper's three conditions first (in its order), then the transmission conditions (in theirs), any others
+    after, alphabetically."""
     present = set(conditions)
-    return [c for c in CONDITIONS if c in present] + sorted(present - set(CONDITIONS))
+    return [c for c in CONDITION_BASES if c in present] + sorted(present - set(CONDITION_BASES))

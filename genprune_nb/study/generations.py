@@ -40,12 +40,14 @@ from ..storage.locking import folder_lock
 from ..training import provenance
 from ..training.checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
 from ..training.loop import recipe_differences, train
-from .conditions import CONDITIONS
+from .conditions import CONDITION_BASES, CONDITIONS, TRANSMISSION_CONDITIONS
 from .curves import val_loss_rows
 from .layout import PAPER_CRITERION, StudyLayout
 from .model_refs import ModelRef
+from .transmission import transmission_start
 
 _CONDITION = re.compile(r"^(\w+)(?:\[(\w+)\])?$")
+_GROWN_FROM_CONNECTOME = ("Connectome", "RandomConnectome", "TrainedSparse")  # the bases that need a connectome
 
 
 def _generation_start(preset: Preset, study: StudyLayout, g: int, criterion: str
@@ -297,11 +299,13 @@ def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: D
 
 def parse_condition(condition: str, default_criterion: str = PAPER_CRITERION) -> tuple[str, str | None]:
     """(base condition, pruning criterion) of a condition name: ``"Connectome[attribution]"`` ->
-    ("Connectome", "attribution"); a plain connectome condition uses ``default_criterion``; NoConnectome has none.
+    ("Connectome", "attribution"); a plain condition uses ``default_criterion``; NoConnectome has none. The bases are
+    the paper's three and the transmission conditions (``conditions.CONDITION_BASES``); for those the criterion
+    names the outer loop they take their weights or teacher from (``transmission``).
     """
     match = _CONDITION.match(condition)
-    if not match or match.group(1) not in CONDITIONS:
-        raise ValueError(f"unknown inner-loop condition {condition!r}; choose from {', '.join(CONDITIONS)}, "
+    if not match or match.group(1) not in CONDITION_BASES:
+        raise ValueError(f"unknown inner-loop condition {condition!r}; choose from {', '.join(CONDITION_BASES)}, "
                          f"optionally with a pruning criterion, e.g. 'Connectome[attribution]'")
     base, criterion = match.group(1), match.group(2)
     if base == "NoConnectome":
@@ -325,6 +329,9 @@ def condition_start(
     A criterion suffix (``Connectome[attribution]``) only says which connectome is meant; pass that one.
     """
     base, _ = parse_condition(condition, preset.outer.criterion)
+    if base in TRANSMISSION_CONDITIONS:
+        raise ValueError(f"condition {condition!r} starts from the study's outer loop: see "
+                         "transmission.transmission_start")
     if base == "NoConnectome":
         return GPT(preset.model, seed=seed).state_dict(), None
     if connectome is None:
@@ -361,11 +368,14 @@ def run_inner_loop(
 ) -> list[ModelRef]:
     """Train (or resume) every condition x seed on S; return the kept checkpoints as ModelRefs.
 
-    Conditions are ``CONDITIONS``, optionally naming a pruning criterion: ``Connectome[attribution]`` grows from
+    Conditions are ``CONDITIONS`` or ``TRANSMISSION_CONDITIONS`` (``transmission``: TrainedSparse, TrainedDense,
+    Distilled), optionally naming a pruning criterion: ``Connectome[attribution]`` grows from
     ``outer_attribution/connectome.gpc``. A plain Connectome / RandomConnectome uses ``connectome`` if given,
-    else the final connectome of ``preset.outer.criterion`` (``outer/connectome.gpc`` for magnitude).
-    A run's start is its condition, seed and the connectome's digest: a run made from another connectome or
-    recipe is refused, naming the differing fields, or with ``overwrite`` restarted. The logged val losses of
+    else the final connectome of ``preset.outer.criterion`` (``outer/connectome.gpc`` for magnitude); TrainedSparse
+    always the study's own (its weights come from the checkpoint that connectome was pruned from).
+    A run's start is its condition, seed and what it grows from (the connectome's digest; the trained checkpoint's
+    or the teacher's fingerprint): a run made from another source or recipe is refused, naming the differing fields,
+    or with ``overwrite`` restarted. The logged val losses of
     the study's inner runs go to its results table (``curves.val_loss_rows``).
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
@@ -377,9 +387,9 @@ def run_inner_loop(
 
     def connectome_of(condition: str) -> tuple[Connectome | None, str | None]:
         base, criterion = parsed[condition]
-        if base == "NoConnectome":
+        if base not in _GROWN_FROM_CONNECTOME:
             return None, None
-        key = None if connectome is not None and "[" not in condition else criterion
+        key = None if connectome is not None and "[" not in condition and base != "TrainedSparse" else criterion
         if key not in loaded:
             if key is None:
                 given = connectome if isinstance(connectome, Connectome) else Connectome.load(connectome)
@@ -396,11 +406,16 @@ def run_inner_loop(
     runs = [(c, s) for c in conditions for s in seeds]
     for condition, seed in tqdm(runs, desc="inner loop", disable=not (progress and ctx.is_main)):
         grown, digest = connectome_of(condition)
-        init_state, masks = condition_start(condition, grown, preset, seed)
-        start = {"condition": parsed[condition][0], "seed": seed, "connectome": digest}
+        base, criterion = parsed[condition]
+        if base in TRANSMISSION_CONDITIONS:
+            begun = transmission_start(base, criterion, preset, study, seed, grown, digest)
+            init_state, masks, start, teacher = begun.init_state, begun.masks, begun.origin, begun.teacher
+        else:
+            init_state, masks = condition_start(condition, grown, preset, seed)
+            start, teacher = {"condition": base, "seed": seed, "connectome": digest}, None
         train(preset, study.inner_run(condition, seed), schedule=inner_schedule(preset, seed), train_files=small,
               val_files=val, init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start,
-              ctx=ctx, progress=progress)
+              teacher=teacher, ctx=ctx, progress=progress)
     if ctx.is_main:  # Figure 1B-i from the results table alone, however the loop was run (CLI or notebook 02)
         rows = val_loss_rows(study, n=preset.inner_train.val_tokens)
         if not rows.empty:

@@ -45,9 +45,14 @@ def select(names: Sequence[str], only: Sequence[str] | None) -> list[str]:
 
 def runs_by_default(name: str, preset: Preset, parameters: dict[str, Any]) -> bool:
     """Whether a run of every notebook includes ``name``: ``08_scaling`` trains several more outer loops, so only
-    where the preset names a sweep (``eval.scaling_sweep``) or the parameters ask for one; ``--only 08`` runs it."""
-    if name.split("_")[0] == "08":
+    where the preset names a sweep (``eval.scaling_sweep``) or the parameters ask for one; ``09_bandwidth`` adds
+    conditions x seeds inner runs, so only where the preset names its conditions (``eval.bandwidth``: smoke, cpu)
+    or the parameters do (``conditions``). ``--only 08`` / ``--only 09`` runs either."""
+    number = name.split("_")[0]
+    if number == "08":
         return bool(preset.eval.scaling_sweep or parameters.get("sweep") or parameters.get("budgets"))
+    if number == "09":
+        return bool(preset.eval.bandwidth or parameters.get("conditions"))
     return True
 
 

@@ -173,13 +173,16 @@ class Checkpoint:
         _load_weights(self.path / "model.safetensors", model, preset)
         return model.to(device)
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The stored weights as saved (names and dtypes of ``model.safetensors``), without building a model."""
+        return _read(self.path / "model.safetensors", load_file)
+
     def fingerprint(self) -> str:
         """Digest of what an evaluation of this checkpoint scores: the model shape and the weights.
 
         The weights' sha256 is read from state.json; checkpoints written before it was recorded are hashed.
         """
-        weights = self.state().get("weights_sha256") or hashing.tensors_sha256(
-            _read(self.path / "model.safetensors", load_file))
+        weights = self.state().get("weights_sha256") or hashing.tensors_sha256(self.weights())
         return hashing.digest({"model": self.preset().model.recorded_fields(), "weights": weights})
 
 

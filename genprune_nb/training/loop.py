@@ -42,6 +42,7 @@ from .checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
+from .distill import Teacher
 from .optim import WeightMask, build_optimizer, set_lr
 from .runlog import RunLog
 from .schedule import lr_at
@@ -68,12 +69,14 @@ def train_step(
     ctx: DistContext,
     cfg: TrainConfig,
     penalty: Callable[[], torch.Tensor] | None = None,
+    teacher: Teacher | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step over ``accum`` micro-batches: the masked AdamW step of DESIGN.md §3.
 
     Gradients are synchronised across ranks on the last micro-step only; pruned entries are masked out of the
     gradient before clipping and re-zeroed after the step. ``penalty()`` (a regulariser of the weights, fp32) is
-    added once per step, to the last micro-step's loss. Returns (summed micro-batch loss, gradient norm).
+    added once per step, to the last micro-step's loss. With a ``teacher`` each micro-batch's loss is its
+    distillation objective (``distill.Teacher.objective``). Returns (summed micro-batch cross-entropy, gradient norm).
     """
     loss_sum = torch.zeros((), device=ctx.device)
     for micro in range(accum):
@@ -81,8 +84,8 @@ def train_step(
         last = micro == accum - 1
         with contextlib.nullcontext() if last or not ctx.distributed else net.no_sync():
             with autocast_context(ctx.device, cfg.autocast_dtype):
-                _, loss = net(x, y)
-            objective = loss / accum
+                logits, loss = net(x, y)
+                objective = (teacher.objective(x, logits, loss) if teacher is not None else loss) / accum
             if penalty is not None and last:
                 objective = objective + penalty()
             objective.backward()
@@ -125,6 +128,7 @@ def train(
     group_lasso: bool = False,
     origin: Mapping[str, Any] | None = None,
     stream_start: Mapping[str, Any] | None = None,
+    teacher: Teacher | None = None,
     ctx: DistContext | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -141,6 +145,10 @@ def train(
 
     ``stream_start`` (a ``TokenLoader.stream_position``) is where in ``train_files`` a fresh run starts reading (an
     outer-loop generation continuing the stream of the previous one); a resumed run continues from its checkpoint.
+
+    ``teacher`` (``distill.Teacher``) turns the loss into its distillation objective; its cost is logged with the
+    training loss: ``teacher_flops`` (its forward FLOPs so far, 2N + 4 L C T per token) and ``teacher_time_fraction``
+    (the share of this process's training time its forwards took). Record it in ``origin``: it is not hashed.
 
     ``origin`` describes the start state for the run's fingerprint (e.g. the connectome it grows from, and
     ``stream_start`` when given); by default ``init_state`` and ``masks`` are hashed. A run is resumed only under
@@ -209,6 +217,8 @@ def train(
         net = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
     penalty = (lambda: group_sparsity * group_sparsity_penalty(model)) if group_sparsity else None
+    if teacher is not None:
+        teacher.to(ctx.device)
     flops_tok = flops_per_token(preset.model, cfg.seq_len)
     peak = peak_flops(ctx.device)
     keep = set(cfg.keep_checkpoints) | {cfg.steps}
@@ -229,7 +239,7 @@ def train(
         lr = lr_at(step, cfg)
         set_lr(optimizer, lr)
         loss_sum, grad_norm = train_step(net, optimizer, weight_mask, train_loader.next_batch, accum, ctx, cfg,
-                                         penalty)
+                                         penalty, teacher)
         done = step + 1
         bar.update(1)
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -243,6 +253,9 @@ def train(
             if penalty is not None:
                 with torch.no_grad():
                     record["group_penalty"] = float(penalty())
+            if teacher is not None:
+                record["teacher_flops"] = done * cfg.tokens_per_step * teacher.flops_per_token(cfg.seq_len)
+                record["teacher_time_fraction"] = teacher.seconds / dt
             if peak:
                 record["mfu"] = flops_tok * tok_s / (peak * ctx.world_size)
             log.append(record)
