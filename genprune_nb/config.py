@@ -236,8 +236,9 @@ class InnerConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     keep_every: int = 100  # keep a checkpoint every this many steps (and at step 0) for the evaluations
     token_milestones: tuple[int, ...] = ()  # also keep checkpoints where these many tokens have been seen
-    # Distilled: loss (1 - alpha) CE + alpha T^2 KL(teacher^T || student^T) (``training.distill``). Hinton et al.
-    # 2015: the T^2 factor keeps the soft term's gradients at scale; T = 2 and an even weight, as in their speech runs
+    # Distilled: loss (1 - alpha) CE + alpha T^2 KL(teacher^T || student^T) (``training.distill``); the T^2 factor
+    # (Hinton et al. 2015, section 2) keeps the soft term's gradients at scale. T = 2 and an even weight are this
+    # package's defaults, fixed before any run (a sweep over them is the user's choice, not tuned here)
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
     distill_teacher: str = ""  # a checkpoint (step_* folder, or a run folder: its latest); "": outer generation 0's
