@@ -446,7 +446,9 @@ def plan_study(preset: Preset, *, gpus: int = 1, gpu: str | GPU = "h100", mfu: f
                      "FLOPs per run": flops, "hours per run": secs / 3600 if secs is not None else None,
                      "hours": secs * runs[kind] / 3600 if secs is not None else None})
     total_hours = None if peak is None else sum(r["hours"] for r in rows)
-    rows.append({"phase": "study (evaluations not included)", "runs": sum(runs.values()),
+    checkpoints = runs["inner run"] * len(inner_keep_steps(preset))
+    rows.append({"phase": f"study (evaluations of its {checkpoints} kept inner checkpoints not included)",
+                 "runs": sum(runs.values()),
                  "train tokens per run": None, "val tokens per run": None, "FLOPs per token": None,
                  "FLOPs per run": None, "hours per run": None, "hours": total_hours})
     compute = pd.DataFrame(rows)
