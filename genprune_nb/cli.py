@@ -206,9 +206,9 @@ def format_plan(plan) -> str:
     compute["FLOPs per token"] = compute["FLOPs per token"].map(lambda v: "" if v != v or v is None
                                                                 else f"{v / 1e6:,.1f}M")
     compute["FLOPs per run"] = compute["FLOPs per run"].map(lambda v: "" if v != v or v is None else f"{v:.3g}")
-    for col in ("hours per run", "hours"):
-        compute[col] = compute[col].map(_hours)
-    lines += [compute.to_string(index=False), "", "tokens"]
+    compute["hours per run"] = compute["hours per run"].map(lambda h: "" if h is None or h != h else _hours(h))
+    compute["hours"] = compute["hours"].map(_hours)
+    lines += [compute.to_string(index=False), *(f"  {note}" for note in plan.notes), "", "tokens"]
     tokens = plan.tokens.copy()
     for col in ("tokens read", "tokens per pass needed", "tokens available", "shards"):
         tokens[col] = tokens[col].map(_count)

@@ -371,6 +371,7 @@ class Plan:
     disk: pd.DataFrame  # item, count, bytes each, bytes
     commands: dict[str, str]
     warnings: list[str]
+    notes: list[str]  # what the estimates leave out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the settings, every table as records, the commands and the warnings."""
@@ -384,7 +385,7 @@ class Plan:
                 "weights": weight_count(self.preset), "memory": records(self.memory),
                 "micro_batch": records(self.micro_batch), "compute": records(self.compute),
                 "tokens": records(self.tokens), "disk": records(self.disk), "commands": self.commands,
-                "warnings": self.warnings}
+                "warnings": self.warnings, "notes": self.notes}
 
 
 def _run_kinds(preset: Preset) -> dict[str, tuple[TrainConfig, bool]]:
@@ -447,8 +448,9 @@ def plan_study(preset: Preset, *, gpus: int = 1, gpu: str | GPU = "h100", mfu: f
                      "hours": secs * runs[kind] / 3600 if secs is not None else None})
     total_hours = None if peak is None else sum(r["hours"] for r in rows)
     checkpoints = runs["inner run"] * len(inner_keep_steps(preset))
-    rows.append({"phase": f"study (evaluations of its {checkpoints} kept inner checkpoints not included)",
-                 "runs": sum(runs.values()),
+    notes = [f"the study's time leaves out the evaluations of its {checkpoints} kept inner checkpoints (forward "
+             "only; see BENCHMARKS.md) and the pruning between generations (seconds)"]
+    rows.append({"phase": "study", "runs": sum(runs.values()),
                  "train tokens per run": None, "val tokens per run": None, "FLOPs per token": None,
                  "FLOPs per run": None, "hours per run": None, "hours": total_hours})
     compute = pd.DataFrame(rows)
@@ -465,4 +467,4 @@ def plan_study(preset: Preset, *, gpus: int = 1, gpu: str | GPU = "h100", mfu: f
             warnings.append(f"{row['corpus']}: tokens available are {row['source']}")
     return Plan(preset, gpu, gpus, mfu, peak, memory_frame, pd.DataFrame(fits).set_index("run"), compute, tokens,
                 disk_usage(preset), launch_commands(preset.name, overrides, gpus, gpus_per_node, total_hours),
-                warnings)
+                warnings, notes)
