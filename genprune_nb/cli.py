@@ -321,17 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_reproduce)
 
-    from .study.plan import DEFAULT_MARGIN, DEFAULT_MFU, GPUS
-
     p = sub.add_parser("plan", help="what a study costs: GPU memory, time, tokens of L and S, disk, launch commands")
     _add_preset_args(p)
     p.add_argument("--gpus", type=int, default=1, help="GPUs in all, data parallel (default 1)")
-    p.add_argument("--gpu", default="h100", help=f"one of {', '.join(GPUS)} (default h100)")
+    # defaults of genprune_nb.study.plan, named here so that the parser does not import torch (tests/test_plan.py)
+    p.add_argument("--gpu", default="h100", help="h100 (default), h200, a100-80gb, a100-40gb, l4, a10, 4090 or cpu")
     p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node for multi-node commands (default 8)")
-    p.add_argument("--mfu", type=float, default=DEFAULT_MFU,
-                   help=f"model FLOPs utilisation the times assume (default {DEFAULT_MFU}; llm.c reaches ~0.38)")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                   help=f"fraction of GPU memory kept free (default {DEFAULT_MARGIN})")
+    p.add_argument("--mfu", type=float, default=0.27,
+                   help="model FLOPs utilisation the times assume (default 0.27; llm.c reaches ~0.38)")
+    p.add_argument("--margin", type=float, default=0.1, help="fraction of GPU memory kept free (default 0.1)")
     p.add_argument("--peak-tflops", type=float, help="peak bf16 TFLOP/s instead of the GPU table's (needed for cpu)")
     p.add_argument("--no-flash", action="store_true", help="activations of the math attention backend")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")

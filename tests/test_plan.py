@@ -221,3 +221,12 @@ def test_cli_plan_json(capsys):
     assert plan["weights"] == N and plan["gpus"] == 2 and plan["flops_per_token"] == 9_854_976
     assert {row["phase"] for row in plan["compute"]} >= {"outer generation", "inner run"}
     assert plan["tokens"][0]["tokens available"] is None
+
+
+def test_cli_defaults_are_the_plan_modules():
+    from genprune_nb.cli import build_parser
+
+    args = build_parser().parse_args(["plan"])
+    assert (args.mfu, args.margin, args.gpu) == (P.DEFAULT_MFU, P.DEFAULT_MARGIN, "h100")
+    plan_help = build_parser()._subparsers._group_actions[0].choices["plan"].format_help()
+    assert all(name in plan_help for name in P.GPUS)
