@@ -7,6 +7,7 @@
     genprune inner --preset tiny             the inner loop: every condition x seed on the small corpus
     genprune eval --task hellaswag mmlu      score a study's kept checkpoints (or one --checkpoint)
     genprune reproduce --preset tiny         the main job: the numbered notebooks, in order, with papermill
+    genprune plan --preset gpt2-124m --gpus 8 --gpu h100   what the study costs: memory, time, tokens, disk, commands
 
 Data sets missing from every data directory are downloaded on first use; --offline (or GENPRUNE_OFFLINE=1) makes
 that an error naming the data set and the folders searched.
@@ -167,6 +168,84 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     print("executed " + ", ".join(str(p) for p in executed))
 
 
+def _size(n: float | None) -> str:
+    if n is None or n != n:
+        return "unknown"
+    for unit, scale in (("TiB", 2 ** 40), ("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def _count(n: float | None, missing: str = "unknown") -> str:
+    return missing if n is None or n != n else f"{int(n):,}"
+
+
+def _hours(h: float | None) -> str:
+    return "unknown" if h is None or h != h else (f"{h:,.2f} h" if h >= 1 else f"{60 * h:,.1f} min")
+
+
+def format_plan(plan) -> str:
+    """The text ``genprune plan`` prints."""
+    from .model.gpt import flops_per_token
+    from .study.plan import weight_count
+
+    p, gpu = plan.preset, plan.gpu
+    peak = f"{plan.peak_flops / 1e12:,.0f} TFLOP/s bf16" if plan.peak_flops else "peak FLOP/s unknown"
+    lines = [f"plan: {p.name} on {plan.gpus} x {gpu.name} ({gpu.memory_bytes / 2 ** 30:.1f} GiB, {peak}), "
+             f"MFU {plan.mfu:.2f}, data parallel",
+             f"model: {weight_count(p):,} weights; {flops_per_token(p.model, p.train.seq_len) / 1e6:,.1f} MFLOPs per "
+             f"training token (6 x matmul weights + attention)", "", "memory per GPU"]
+    memory = plan.memory.map(_size)
+    lines += [memory.to_string(), ""]
+    mb = plan.micro_batch.astype(object).where(plan.micro_batch.notna(), "none")
+    lines += [mb.to_string(), "", "time"]
+    compute = plan.compute.copy()
+    for col in ("train tokens per run", "val tokens per run"):
+        compute[col] = compute[col].map(lambda v: _count(v, ""))
+    compute["FLOPs per token"] = compute["FLOPs per token"].map(lambda v: "" if v != v or v is None
+                                                                else f"{v / 1e6:,.1f}M")
+    compute["FLOPs per run"] = compute["FLOPs per run"].map(lambda v: "" if v != v or v is None else f"{v:.3g}")
+    compute["hours per run"] = compute["hours per run"].map(lambda h: "" if h is None or h != h else _hours(h))
+    compute["hours"] = compute["hours"].map(_hours)
+    lines += [compute.to_string(index=False), *(f"  {note}" for note in plan.notes), "", "tokens"]
+    tokens = plan.tokens.copy()
+    for col in ("tokens read", "tokens per pass needed", "tokens available", "shards"):
+        tokens[col] = tokens[col].map(_count)
+    tokens["passes"] = tokens["passes"].map(lambda v: "unknown" if v is None or v != v else f"{v:.2f}")
+    lines += [tokens.drop(columns="reading").to_string(index=False)]
+    lines += [f"  {row['corpus']}: {row['reading']}" for _, row in plan.tokens.iterrows()]
+    lines += ["", "disk"]
+    disk = plan.disk.copy()
+    finished = disk[disk["part"] != "while training"]
+    for col in ("bytes each", "bytes"):
+        disk[col] = disk[col].map(_size)
+    lines += [disk.to_string(index=False)]
+    for part in ("outer", "inner", "data"):
+        lines.append(f"  {part}: {_size(finished.loc[finished['part'] == part, 'bytes'].sum())}")
+    lines.append(f"  finished study: {_size(finished['bytes'].sum())}")
+    lines += ["", "commands", "# prepare the data once (a shared file system for several nodes)",
+              plan.commands["prepare"], plan.commands["train"], "", "# Slurm: sbatch genprune.sbatch",
+              plan.commands["slurm"]]
+    if plan.warnings:
+        lines += ["", *(f"warning: {w}" for w in plan.warnings)]
+    return "\n".join(lines)
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    import json
+
+    from .study.plan import plan_study
+
+    plan = plan_study(_preset(args), gpus=args.gpus, gpu=args.gpu, mfu=args.mfu, margin=args.margin,
+                      flash=not args.no_flash, peak_flops=args.peak_tflops * 1e12 if args.peak_tflops else None,
+                      overrides=args.set, gpus_per_node=args.gpus_per_node)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2, default=str))
+        return
+    print(format_plan(plan))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genprune", description=__doc__.split("\n")[0].strip("`"),
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -242,6 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a notebook parameter, e.g. --param limit=200 --param stories=[1,2] (repeatable)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("plan", help="what a study costs: GPU memory, time, tokens of L and S, disk, launch commands")
+    _add_preset_args(p)
+    p.add_argument("--gpus", type=int, default=1, help="GPUs in all, data parallel (default 1)")
+    # defaults of genprune_nb.study.plan, named here so that the parser does not import torch (tests/test_plan.py)
+    p.add_argument("--gpu", default="h100", help="h100 (default), h200, a100-80gb, a100-40gb, l4, a10, 4090 or cpu")
+    p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node for multi-node commands (default 8)")
+    p.add_argument("--mfu", type=float, default=0.27,
+                   help="model FLOPs utilisation the times assume (default 0.27; llm.c reaches ~0.38)")
+    p.add_argument("--margin", type=float, default=0.1, help="fraction of GPU memory kept free (default 0.1)")
+    p.add_argument("--peak-tflops", type=float, help="peak bf16 TFLOP/s instead of the GPU table's (needed for cpu)")
+    p.add_argument("--no-flash", action="store_true", help="activations of the math attention backend")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
     for p in sub.choices.values():  # --offline after the command too (SUPPRESS keeps a --offline given before it)
         _add_offline_arg(p)
     return parser

@@ -68,6 +68,7 @@ class Dataset:
     urls: Mapping[str, str] = field(default_factory=dict)  # ... unless listed here
     source_url: str | None = None  # where the whole dataset comes from (see its SOURCE.md)
     shards: bool = False  # ``*.bin`` files are llm.c token shards, checked by their header
+    shard_tokens: int | None = None  # tokens per shard of a shard corpus, for plans made before it is downloaded
     documents: tuple[str, ...] = ()  # glob patterns, in order, of a text corpus's documents (one per file)
     archive: Archive | None = None  # files with no URL of their own are taken from this archive
     manual: Mapping[str, str] = field(default_factory=dict)  # glob of files with no source -> how to obtain them
@@ -215,6 +216,7 @@ CATALOG: dict[str, Dataset] = {d.name: d for d in [
         extra_files=tuple(f"fineweb_train_{i:06d}.bin" for i in range(1, 104)),
         base_url="https://huggingface.co/datasets/kjj0/fineweb10B-gpt2/resolve/main/",
         shards=True,
+        shard_tokens=100_000_000,
     ),
 ]}
 

@@ -23,6 +23,12 @@ def tokens_per_step(batch_size: int, seq_len: int, world_size: int = 1) -> int:
     return batch_size * seq_len * world_size
 
 
+def steps_per_epoch(shard_tokens: Sequence[int], step_tokens: int) -> int:
+    """Steps of ``step_tokens`` that shards of these token counts give before a loader wraps (a step reads one token
+    past its end, as the next-token target, and never crosses a shard's end)."""
+    return sum((n - 1) // step_tokens for n in shard_tokens)
+
+
 class TokenLoader:
     """Yields ``(x, y)`` int64 tensors of shape ``[batch_size, seq_len]`` for one rank; ``y`` is ``x`` shifted by one.
 
@@ -72,7 +78,7 @@ class TokenLoader:
 
     def steps_per_epoch(self) -> int:
         """Steps of the whole world before the loader wraps around to the first shard."""
-        return sum((n - 1) // self.step_tokens for n in self._n_tokens)
+        return steps_per_epoch(self._n_tokens, self.step_tokens)
 
     def reset(self) -> None:
         """Go back to the start of the first shard, epoch 0."""

@@ -156,9 +156,12 @@ def flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
     The input embedding is a lookup, not a matmul, so it is excluded; the lm_head is counted (also when tied).
     """
     T = seq_len or cfg.block_size
-    C, L = cfg.n_embd, cfg.n_layer
-    matmul_weights = L * 12 * C * C + cfg.vocab_size * C
-    return 6.0 * matmul_weights + 12.0 * L * C * T
+    return 6.0 * matmul_weights(cfg) + 12.0 * cfg.n_layer * cfg.n_embd * T
+
+
+def matmul_weights(cfg: ModelConfig) -> int:
+    """Weights a token meets in a matmul: 12 C^2 per block (c_attn 3C^2, c_proj C^2, MLP 8C^2) and the lm_head."""
+    return cfg.n_layer * 12 * cfg.n_embd ** 2 + cfg.vocab_size * cfg.n_embd
 
 
 def forward_flops_per_token(cfg: ModelConfig, seq_len: int | None = None) -> float:
