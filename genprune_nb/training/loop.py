@@ -89,6 +89,7 @@ def train_step(
             if penalty is not None and last:
                 objective = objective + penalty()
             objective.backward()
+            del logits, objective  # the logits ([micro batch, T, vocab]) need not outlive their backward
         loss_sum += loss.detach().float()
     if weight_mask is not None:
         weight_mask.apply_to_grads()
