@@ -1,6 +1,8 @@
 """Summary statistics over seeds."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
@@ -24,3 +26,10 @@ def mean_ci(df: pd.DataFrame, by: list[str], value: str, level: float = 0.95) ->
     t = np.where(n > 1, student_t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)), np.nan)
     out["low"], out["high"] = out["mean"] - t * out["se"], out["mean"] + t * out["se"]
     return out
+
+
+def bits_per_byte(nats_per_token, bytes_per_token: float):
+    """A loss in nats per token as bits per byte of text: ``loss / (ln 2 x bytes_per_token)`` (scalars or arrays)."""
+    if not bytes_per_token > 0:
+        raise ValueError(f"bytes_per_token must be positive, got {bytes_per_token!r}")
+    return nats_per_token / (math.log(2) * bytes_per_token)

@@ -184,7 +184,8 @@ def test_an_exported_bytes_model_loads_back_as_bytes(tmp_path):
 
 
 def test_bits_per_byte_by_hand(tmp_path):
-    from genprune_nb.evals.loss import bits_per_byte, bytes_per_token
+    from genprune_nb.data.shards import bytes_per_token
+    from genprune_nb.stats import bits_per_byte
 
     # bytes: targets a, b, EOT, c of [EOT, a, b, EOT, c, d]: 3 bytes of text in 4 predicted tokens
     byte = get_tokenizer("bytes")

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..config import DataConfig, Preset
-from .shards import ShardError, find_shards, read_header, require_tokenizer
+from ..config import DataConfig, Preset, TrainConfig
+from .shards import ShardError, bytes_per_token, find_shards, read_header, require_tokenizer
 
 
 def manifest_path(tokens_dir: str | os.PathLike, prefix: str) -> Path:
@@ -104,3 +104,10 @@ def shard_files(preset: Preset, corpus: str) -> list[Path]:
     paths = corpus_shards(preset.data, corpus)
     require_tokenizer(paths, preset.model.tokenizer)
     return paths
+
+
+def preset_bytes_per_token(preset: Preset, *, schedule: TrainConfig | None = None) -> float:
+    """:func:`bytes_per_token` of the preset's val shards over the ``val_tokens`` of ``schedule`` (default the inner
+    loop's, whose curves the notebooks compare), in the preset's tokenizer."""
+    t = schedule or preset.inner_train
+    return bytes_per_token(shard_files(preset, "val"), preset.model.tokenizer, t.val_tokens)

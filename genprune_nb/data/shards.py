@@ -123,3 +123,25 @@ def check_vocab(path: Path, tokens: np.ndarray, vocab_size: int) -> None:
         offset = int(np.argmax(tokens >= vocab_size))
         raise ShardError(f"{path}: token id {int(tokens[offset])} at token offset {offset} is outside the "
                          f"model's vocabulary (vocab_size {vocab_size})")
+
+
+def bytes_per_token(files: Sequence[str | Path], tokenizer: str, tokens: int) -> float:
+    """UTF-8 bytes of text per predicted token in the first ``tokens`` targets of the shards ``files`` (the tokens a
+    val loss of that many tokens predicts: the stream from its second token on). ``<|endoftext|>`` separates
+    documents: a token to predict, no bytes of text. A byte-level model gives just under 1."""
+    if tokens < 1:
+        raise ValueError(f"bytes_per_token needs at least one token, got tokens={tokens}")
+    stream, have = [], 0
+    for path in files:
+        stream.append(read_shard(path)[: tokens + 1 - have])
+        have += len(stream[-1])
+        if have > tokens:
+            break
+    ids = np.concatenate(stream)[1:]
+    if len(ids) < tokens:
+        raise ValueError(f"the shards {[str(f) for f in files]} hold {len(ids) + 1} tokens, fewer than the "
+                         f"{tokens + 1} that {tokens} targets need")
+    kind = get_tokenizer(tokenizer)
+    lengths = np.array([len(b) for b in kind.token_bytes(range(kind.n_vocab))], dtype=np.int64)
+    lengths[kind.eot] = 0
+    return float(lengths[ids].sum() / len(ids))

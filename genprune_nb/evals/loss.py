@@ -1,22 +1,17 @@
-"""Validation loss on a fixed number of held-out tokens (the paper's curves use 1.64M), via the training code, and
-the same loss in bits per byte of text, which compares models of different tokenizers."""
+"""Validation loss on a fixed number of held-out tokens (the paper's curves use 1.64M), via the training code."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 from torch import nn
 
 from ..config import Preset, TrainConfig
 from ..data.loader import TokenLoader
 from ..data.manifest import shard_files
-from ..data.shards import read_shard
 from ..launch import DistContext
 from ..model.gpt import GPT
 from ..model.lm import model_device, validation_batches, validation_loss
-from ..tokenizer import get_tokenizer
 
 
 def val_loss(
@@ -57,38 +52,3 @@ def preset_val_loss(
     return val_loss(model, shard_files(preset, "val"), tokens=tokens, seq_len=t.seq_len, batch_size=batch_size,
                     dtype=t.autocast_dtype)
 
-
-def bytes_per_token(files: Sequence[str | Path], tokenizer: str, tokens: int) -> float:
-    """UTF-8 bytes of text per predicted token in the first ``tokens`` targets of the shards ``files`` (the tokens a
-    val loss of that many tokens predicts: the stream from its second token on). ``<|endoftext|>`` separates
-    documents: a token to predict, no bytes of text. A byte-level model gives just under 1."""
-    if tokens < 1:
-        raise ValueError(f"bytes_per_token needs at least one token, got tokens={tokens}")
-    stream, have = [], 0
-    for path in files:
-        stream.append(read_shard(path)[: tokens + 1 - have])
-        have += len(stream[-1])
-        if have > tokens:
-            break
-    ids = np.concatenate(stream)[1:]
-    if len(ids) < tokens:
-        raise ValueError(f"the shards {[str(f) for f in files]} hold {len(ids) + 1} tokens, fewer than the "
-                         f"{tokens + 1} that {tokens} targets need")
-    kind = get_tokenizer(tokenizer)
-    lengths = np.array([len(b) for b in kind.token_bytes(range(kind.n_vocab))], dtype=np.int64)
-    lengths[kind.eot] = 0
-    return float(lengths[ids].sum() / len(ids))
-
-
-def preset_bytes_per_token(preset: Preset, *, schedule: TrainConfig | None = None) -> float:
-    """:func:`bytes_per_token` of the preset's val shards over the ``val_tokens`` of ``schedule`` (default the inner
-    loop's, whose curves the notebooks compare), in the preset's tokenizer."""
-    t = schedule or preset.inner_train
-    return bytes_per_token(shard_files(preset, "val"), preset.model.tokenizer, t.val_tokens)
-
-
-def bits_per_byte(nats_per_token, bytes_per_token: float):
-    """A loss in nats per token as bits per byte of text: ``loss / (ln 2 x bytes_per_token)`` (scalars or arrays)."""
-    if not bytes_per_token > 0:
-        raise ValueError(f"bytes_per_token must be positive, got {bytes_per_token!r}")
-    return nats_per_token / (math.log(2) * bytes_per_token)

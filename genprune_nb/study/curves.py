@@ -7,8 +7,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..evals.loss import bits_per_byte
-from ..stats import mean_se
+from ..stats import bits_per_byte, mean_se
 from ..training.runlog import RunLog
 from .layout import PAPER_CRITERION, StudyLayout, inner_run_identity
 
@@ -99,7 +98,7 @@ def inner_curves(study: StudyLayout, metric: str = "val_loss") -> pd.DataFrame:
 
 def final_val_loss(study: StudyLayout, bytes_per_token: float | None = None) -> pd.DataFrame:
     """Each condition's val loss at the inner loop's last logged step, mean and SE over seeds (Figure 1B-i's end);
-    with ``bytes_per_token`` of the val tokens (``evals.loss.preset_bytes_per_token``) also in bits per byte."""
+    with ``bytes_per_token`` of the val tokens (``data.manifest.preset_bytes_per_token``) also in bits per byte."""
     val = inner_curves(study, "val_loss")
     out = mean_se(val[val["step"] == val["step"].max()], ["condition"], "val_loss")
     if bytes_per_token is not None:
