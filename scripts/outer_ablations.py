@@ -9,7 +9,8 @@ pruned); every other variant changes one thing (``VARIANTS``); ``defaults`` is t
 The seed is ``train.seed`` (the model's init). Each run is a study folder ``<out>/<variant>/seed_<k>/``: finished
 generations are skipped, an unfinished one resumes, a run made under another recipe is refused (provenance). The
 table (mean and 95% t-interval over seeds of each generation's final val loss) goes to
-``<out>/outer_ablations.csv`` and ``.md``; ``<out>/timings.json`` keeps each run's wall time.
+``<out>/outer_ablations.csv``, ``.md`` and ``.png`` (``report.plots.variant_val_loss``); ``<out>/timings.json`` keeps
+each run's wall time.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from genprune_nb.config import Preset, get_preset, override  # noqa: E402
+from genprune_nb.report import plots  # noqa: E402
 from genprune_nb.stats import mean_ci  # noqa: E402
 from genprune_nb.study.curves import generation_summaries  # noqa: E402
 from genprune_nb.study.generations import run_outer_loop  # noqa: E402
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     table = summarize(per_seed)
     table.to_csv(args.out / "outer_ablations.csv", index=False)
     (args.out / "outer_ablations.md").write_text(markdown(table))
+    plots.save(plots.variant_val_loss(table), args.out, "outer_ablations")
     print(markdown(table))
     return 0
 

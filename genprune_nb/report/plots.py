@@ -58,6 +58,22 @@ def generation_val_loss(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def variant_val_loss(summary: pd.DataFrame) -> plt.Figure:
+    """Each generation's final val loss per variant of an outer-loop ablation: mean over seeds with its 95% interval
+    (columns variant, generation, val_loss_mean, ci95_low, ci95_high; ``scripts/outer_ablations.py``)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for variant, group in summary.groupby("variant", sort=False):
+        group = group.sort_values("generation")
+        mean = group["val_loss_mean"].to_numpy()
+        spread = [mean - group["ci95_low"].to_numpy(), group["ci95_high"].to_numpy() - mean]
+        ax.errorbar(group["generation"], mean, yerr=None if group["ci95_low"].isna().all() else spread, marker="o",
+                    capsize=3, label=variant)
+    ax.set(xlabel="generation", ylabel="val loss at the end of the generation",
+           title="Outer-loop ablations: mean and 95% interval over seeds")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def tensor_density(densities: pd.DataFrame) -> plt.Figure:
     """Density of every tensor after the last generation, by layer and kind."""
     last = densities[densities["generation"] == densities["generation"].max()].sort_values(["layer", "tensor"])
