@@ -15,12 +15,12 @@ from ..config import Preset
 from ..model.gpt import flops_per_token
 from ..stats import mean_ci
 from ..study.bits import BITS_TASK
+from ..study.conditions import BASELINE
 from ..study.curves import run_curve
 from ..study.layout import StudyLayout
 from ..study.results import final_rows, select
 from .efficiency import effective_data_multiplier, require_columns
 
-BASELINE = "NoConnectome"
 _SUMMARY = ["condition", "bits", "needs_teacher", "val_loss", "val_loss_low", "val_loss_high", "multiplier",
             "multiplier_low", "multiplier_high", "lower_bound", "n"]
 

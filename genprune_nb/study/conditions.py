@@ -7,9 +7,10 @@ from typing import Iterable
 # named on the config floor so a preset's default can list them
 from ..config import CONDITIONS, TRANSMISSION_CONDITIONS
 
-__all__ = ["CONDITIONS", "TRANSMISSION_CONDITIONS", "CONDITION_BASES", "condition_order"]
+__all__ = ["CONDITIONS", "TRANSMISSION_CONDITIONS", "CONDITION_BASES", "BASELINE", "condition_order"]
 
 CONDITION_BASES = CONDITIONS + TRANSMISSION_CONDITIONS  # every base a condition name may start with
+BASELINE = "NoConnectome"  # the dense standard init every other condition is compared with
 
 
 def condition_order(conditions: Iterable[str]) -> list[str]:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..config import Preset, TrainConfig
 from ..launch import DistContext, init_distributed
+from .conditions import BASELINE
 from .curves import VAL_LOSS_TASK, val_loss_rows
 from .generations import run_inner_loop, run_outer_loop
 from .layout import StudyLayout
@@ -43,7 +44,6 @@ from .results import ResultsTable, select
 BUDGET = "budget"  # results column: outer-loop tokens per generation of a connectome-grown run
 INNER_TOKENS = "inner_tokens"  # results column: tokens the inner run trained on
 CONNECTOME_CONDITIONS = ("Connectome", "RandomConnectome")
-BASELINE = "NoConnectome"
 
 
 @dataclass(frozen=True)
