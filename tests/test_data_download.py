@@ -13,6 +13,7 @@ import pytest
 from genprune_nb import cli
 from genprune_nb.data import archive, catalog, fetch
 from genprune_nb.data.catalog import Archive, DataCorruptError, DataNotFoundError, Dataset
+from genprune_nb.storage.writable import writable
 
 
 def _sha(data: bytes) -> str:
@@ -294,7 +295,7 @@ def test_read_only_first_dir_is_skipped_for_writing(monkeypatch, tmp_path, dirs,
     _plain_dataset(monkeypatch, "fake_missing", _remote_files(tmp_path, missing), missing)
     a.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
     try:
-        assert not catalog.writable(a) and catalog.writable(b) and catalog.download_dir() == b
+        assert not writable(a) and writable(b) and catalog.download_dir() == b
         assert catalog.locate("fake_present") == a / "fake_present_folder"  # still searched for reading
         assert catalog.locate("fake_missing") == b / "fake_missing_folder"
         assert sorted(p.name for p in a.iterdir()) == ["fake_present_folder"]
@@ -305,7 +306,7 @@ def test_read_only_first_dir_is_skipped_for_writing(monkeypatch, tmp_path, dirs,
 def test_no_writable_dir_is_a_clear_error(monkeypatch, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert not catalog.writable(blocker / "data") and catalog.writable(tmp_path / "new" / "data")
+    assert not writable(blocker / "data") and writable(tmp_path / "new" / "data")
     monkeypatch.setattr(catalog, "data_dirs", lambda: [blocker / "data"])
     with pytest.raises(DataNotFoundError, match="no data directory is writable"):
         catalog.download_dir()

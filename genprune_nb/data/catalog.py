@@ -22,6 +22,7 @@ from typing import Iterable, Mapping
 
 from ..errors import GenpruneError
 from ..storage.hashing import file_sha256
+from ..storage.writable import writable
 from . import archive as archives
 from .fetch import OFFLINE_ENV, fetch_url, is_remote, offline
 from .shards import read_header
@@ -228,17 +229,6 @@ def data_dirs() -> list[Path]:
     """Directories searched for datasets, in order: ``$GENPRUNE_DATA_DIR`` entries, then ``<cwd>/data/external``."""
     env = [Path(p) for p in os.environ.get(DATA_DIR_ENV, "").split(os.pathsep) if p]
     return [*env, Path.cwd() / "data" / "external"]
-
-
-def writable(path: str | os.PathLike) -> bool:
-    """True if files can be created in ``path`` (or, while it is missing, in its nearest existing parent).
-
-    A folder without any write bit in its mode counts as read-only by intent, even for root, who could write it.
-    """
-    path = Path(path).absolute()
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path.is_dir() and bool(path.stat().st_mode & 0o222) and os.access(path, os.W_OK | os.X_OK)
 
 
 def download_dir() -> Path:

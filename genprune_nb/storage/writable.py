@@ -1,4 +1,5 @@
-"""Output folders are proven writable before any work starts, so a long job never fails at its first save."""
+"""Output folders are proven writable before any work starts, so a long job never fails at its first save; a
+read-only data folder is told apart without writing to it (``writable``)."""
 from __future__ import annotations
 
 import os
@@ -29,3 +30,14 @@ def require_writable(folder: str | os.PathLike, what: str = "output folder") -> 
         where = f" ({e.filename})" if e.filename and Path(e.filename) != folder else ""
         raise OutputFolderError(f"{what} {folder} is not writable: {e.strerror or e}{where}") from e
     return folder
+
+
+def writable(path: str | os.PathLike) -> bool:
+    """True if files can be created in ``path`` (or, while it is missing, in its nearest existing parent).
+
+    A folder without any write bit in its mode counts as read-only by intent, even for root, who could write it.
+    """
+    path = Path(path).absolute()
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path.is_dir() and bool(path.stat().st_mode & 0o222) and os.access(path, os.W_OK | os.X_OK)
