@@ -33,3 +33,8 @@ def bits_per_byte(nats_per_token, bytes_per_token: float):
     if not bytes_per_token > 0:
         raise ValueError(f"bytes_per_token must be positive, got {bytes_per_token!r}")
     return nats_per_token / (math.log(2) * bytes_per_token)
+
+
+def binary_entropy(p: float) -> float:
+    """H2(p) in bits: the entropy of a yes/no event of probability ``p`` (0 at p = 0 or 1)."""
+    return 0.0 if p <= 0 or p >= 1 else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))

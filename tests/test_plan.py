@@ -230,3 +230,10 @@ def test_cli_defaults_are_the_plan_modules():
     assert (args.mfu, args.margin, args.gpu) == (P.DEFAULT_MFU, P.DEFAULT_MARGIN, "h100")
     plan_help = build_parser()._subparsers._group_actions[0].choices["plan"].format_help()
     assert all(name in plan_help for name in P.GPUS)
+
+
+def test_binary_entropy_by_hand():
+    from genprune_nb.stats import binary_entropy
+
+    assert binary_entropy(0.5) == 1.0 and binary_entropy(0.0) == 0.0 and binary_entropy(1.0) == 0.0
+    assert binary_entropy(0.25) == pytest.approx(-(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75)), rel=1e-12)

@@ -16,7 +16,6 @@ connectome-grown conditions and are not charged. ``bits_rows`` writes the counts
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -26,6 +25,7 @@ import torch
 
 from ..config import Preset
 from ..connectome.wiring import Connectome
+from ..stats import binary_entropy
 from .generations import parse_condition
 from .layout import StudyLayout
 from .transmission import final_outer_checkpoint, teacher_checkpoint
@@ -57,12 +57,7 @@ def stored_bits(weights: Mapping[str, torch.Tensor]) -> int:
 
 def mask_entropy_bits(masks: Mapping[str, torch.Tensor]) -> float:
     """Positions of the survivors at their entropy: per tensor ``n H2(k / n)`` (k survivors of n), summed."""
-    total = 0.0
-    for mask in masks.values():
-        n, k = mask.numel(), int(mask.count_nonzero())
-        p = k / n
-        total += 0.0 if k in (0, n) else -n * (p * math.log2(p) + (1 - p) * math.log2(1 - p))
-    return total
+    return sum(mask.numel() * binary_entropy(int(mask.count_nonzero()) / mask.numel()) for mask in masks.values())
 
 
 def connectome_file_bits(path: str | Path) -> int:

@@ -44,6 +44,7 @@ from ..data.loader import steps_per_epoch, tokens_per_step
 from ..data.shards import ShardError, find_shards, read_header
 from ..errors import GenpruneError
 from ..model.gpt import PEAK_FLOPS, flops_per_token, matmul_weights
+from ..stats import binary_entropy
 from .generations import inner_keep_steps, parse_condition
 
 GiB = 2 ** 30
@@ -246,10 +247,6 @@ def token_needs(preset: Preset, gpus: int) -> pd.DataFrame:
 
 
 # --- disk -----------------------------------------------------------------------------------------------------
-
-def binary_entropy(p: float) -> float:
-    return 0.0 if p <= 0 or p >= 1 else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
-
 
 def connectome_bits_per_weight(density: float) -> float:
     """Entropy of a ternary pattern at ``density`` with balanced signs: H(p) for where, 1 bit per survivor's sign."""
