@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "genprune_nb"
 # floor -> the top-level modules and subpackages on it (README, "Architecture")
 FLOORS = {
     0: ("errors",),
-    1: ("storage", "stats", "tokenizer"),
+    1: ("progress", "storage", "stats", "tokenizer"),
     2: ("config", "launch"),
     3: ("data",),
     4: ("model",),

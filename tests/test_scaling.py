@@ -123,6 +123,9 @@ def test_notebook_runs_headless_on_smoke_and_the_sweep_resumes(tmp_path, smoke_p
     assert "IProgress" not in streams and "TqdmWarning" not in streams and "it/s]" not in streams
     bars = [out for out in outputs if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
     assert bars and "application/vnd.jupyter.widget-state+json" in executed["metadata"].get("widgets", {})
+    # where the widget is not restored (JupyterLab's default, GitHub) a reader sees the stored text: the final state
+    finals = ["".join(out["data"]["text/plain"]) for out in bars]
+    assert all("100%" in text for text in finals), finals
     layout = scaling.ScalingLayout.of(root)
     budgets = [5 * 512, 20 * 512]  # tokens per generation of 0.25 and 1 x the smoke preset's 20 steps
     assert layout.outer_budget(budgets[0]).final_connectome().exists()

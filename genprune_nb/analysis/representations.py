@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 import xarray as xr
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..config import Preset
 from ..data.manifest import shard_files
 from ..data.shards import read_header, read_shard, require_tokenizer
 from ..model.features import token_features
+from ..progress import tqdm
 from ..study.layout import StudyLayout
 from ..study.model_refs import ModelRef
 from ..training.checkpoint import latest_checkpoint

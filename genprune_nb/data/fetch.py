@@ -15,9 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
-
 from ..errors import GenpruneError
+from ..progress import tqdm
 
 OFFLINE_ENV = "GENPRUNE_OFFLINE"
 _CHUNK = 1 << 20

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import Preset
+from ..progress import tqdm
 from ..storage.atomic import write_json
 from ..tokenizer import get_tokenizer
 from .catalog import sha256

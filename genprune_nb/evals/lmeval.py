@@ -30,11 +30,11 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data import catalog
 from ..launch import default_device
 from ..model.lm import autocast_context, model_device, model_tokenizer
+from ..progress import tqdm
 from ..study.layout import StudyLayout
 from ..study.released import load_released
 from ..tokenizer import Tokenizer, get_tokenizer

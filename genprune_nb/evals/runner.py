@@ -7,10 +7,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..launch import default_device
 from ..model.gpt import GPT
+from ..progress import tqdm
 from ..study.layout import StudyLayout, inner_run_identity
 from ..study.model_refs import ModelRef
 from ..study.results import FINGERPRINT, REVISION, ResultsTable, order_columns

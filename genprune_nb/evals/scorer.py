@@ -19,9 +19,9 @@ from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..model.lm import IGNORE, model_device, model_tokenizer, target_predictions
+from ..progress import tqdm
 from ..tokenizer import Tokenizer, TokenizerError, get_tokenizer
 
 BATCH_SIZE = 32  # sequences per forward; raise it on a GPU

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..progress import tqdm
 from ..tokenizer import get_tokenizer
 from .lm import autocast_context, model_device
 

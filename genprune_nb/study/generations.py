@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..config import Preset, TrainConfig, override
 from ..connectome.pruning import CRITERIA, NEEDS_ATTRIBUTION, prunable_names, prune_by, taylor_scores
@@ -35,6 +34,7 @@ from ..data.manifest import shard_files
 from ..launch import DistContext, init_distributed
 from ..model.gpt import GPT
 from ..model.lm import autocast_context
+from ..progress import tqdm
 from ..storage import atomic, hashing
 from ..storage.locking import folder_lock
 from ..training import provenance

@@ -24,11 +24,11 @@ from typing import Any, Mapping, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..config import PAPER_PRESET, ConfigError, ModelConfig, Preset, get_preset
 from ..errors import GenpruneError
 from ..model.gpt import GPT
+from ..progress import tqdm
 from ..storage import atomic
 from ..training.checkpoint import (
     Checkpoint,

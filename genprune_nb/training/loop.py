@@ -19,7 +19,6 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from ..config import Preset, TrainConfig, dumps
 from ..connectome.pruning import group_sparsity_penalty
@@ -29,6 +28,7 @@ from ..errors import GenpruneError
 from ..launch import DistContext, init_distributed
 from ..model.gpt import GPT, flops_per_token, peak_flops
 from ..model.lm import autocast_context, validation_batches, validation_loss
+from ..progress import tqdm
 from ..storage import atomic, hashing
 from ..storage.locking import run_dir_lock
 from . import provenance
