@@ -108,8 +108,8 @@ def flops(cfg: ModelConfig, questions: Sequence[Question]) -> dict[str, float]:
         total["authors"] += len(windows) * sequence(width)
         total["old"] += sum(sequence(len(w) - 1) for w in windows)
         for p in packs(windows, scored, cfg.n_embd):
-            T = len(p.inputs)
-            total["new"] += T * body + 4.0 * cfg.n_layer * cfg.n_embd * T * T + head * sum(s.stop - s.start for s in p.spans)
+            T, reads = len(p.inputs), sum(s.stop - s.start for s in p.spans)
+            total["new"] += T * body + 4.0 * cfg.n_layer * cfg.n_embd * T * T + head * reads
     return total
 
 
