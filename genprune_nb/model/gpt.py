@@ -31,11 +31,14 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, T, H, D] -> same shape, rotated by position."""
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, T, H, D] -> same shape, rotated by position: 0 .. T-1, or ``positions`` [B, T] if given."""
         T, half = x.size(1), x.size(-1) // 2
-        cos = self.cos[None, :T, None, :].to(x.dtype)
-        sin = self.sin[None, :T, None, :].to(x.dtype)
+        if positions is None:
+            cos, sin = self.cos[None, :T, None, :], self.sin[None, :T, None, :]
+        else:
+            cos, sin = self.cos[positions][:, :, None, :], self.sin[positions][:, :, None, :]
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x[..., :half], x[..., half:]
         return torch.cat((x1 * cos + x2 * sin, -x1 * sin + x2 * cos), dim=-1)
 
@@ -48,12 +51,20 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
         self.rotary = Rotary(cfg.head_dim, cfg.block_size, cfg.rope_base)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Causal attention; or, with ``attn_mask`` [B, T, T] bool (True: query t may read key s), that mask, and
+        rotary positions ``positions`` [B, T] (default 0 .. T-1)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head) for t in (q, k, v))
-        q, k = self.rotary(q), self.rotary(k)
-        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        q, k = self.rotary(q, positions), self.rotary(k, positions)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask[:, None])
         return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
@@ -75,8 +86,10 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn_scale * self.attn(rms_norm(x, self.eps))
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn_scale * self.attn(rms_norm(x, self.eps), positions, attn_mask)
         return x + self.mlp(rms_norm(x, self.eps))
 
 
@@ -123,17 +136,39 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return (logits, loss, hidden) if return_hidden else (logits, loss)
 
-    def hidden_states(self, idx: torch.Tensor) -> list[torch.Tensor]:
+    def hidden_states(
+        self, idx: torch.Tensor, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
         """The residual stream after the embedding and after every block (no final norm, no vocabulary head).
 
+        By default token t sits at position t and reads tokens 0 .. t. Packed sequences give their own ``positions``
+        [B, T] (each below ``block_size``; the sequence itself may be longer) and ``attn_mask`` [B, T, T] (bool, True
+        where query t may read key s; every query must read at least one key), e.g. a shared context followed by
+        several continuations that each read the context and themselves, at the positions they would have alone.
         Keeping the list costs no memory in training: each block's output is saved for backward anyway.
         """
-        if idx.size(1) > self.config.block_size:
+        if (positions is None) != (attn_mask is None):
+            raise ValueError("packed sequences need both positions and attn_mask")
+        if positions is None and idx.size(1) > self.config.block_size:
             raise ValueError(f"sequence length {idx.size(1)} exceeds the model's block_size {self.config.block_size}")
+        if positions is not None and positions.numel() and not (
+                0 <= int(positions.min()) and int(positions.max()) < self.config.block_size):
+            raise ValueError(f"positions must lie in 0 .. block_size - 1 = {self.config.block_size - 1}")
         hidden = [self.transformer.wte(idx)]
         for block in self.transformer.h:
-            hidden.append(block(hidden[-1]))
+            hidden.append(block(hidden[-1], positions, attn_mask))
         return hidden
+
+    def final_hidden(
+        self, idx: torch.Tensor, positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The normed last residual stream [B, T, C], what the vocabulary head reads (``head``); arguments as in
+        ``hidden_states``. ``head(final_hidden(idx))`` are ``forward``'s logits."""
+        return rms_norm(self.hidden_states(idx, positions, attn_mask)[-1], self.config.norm_eps)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits (fp32) of final hidden states ``h`` [..., C] -> [..., V]: apply it only to the rows that are read."""
+        return self.lm_head(h).float()
 
     def num_params(self, count_embedding: bool = True) -> int:
         """Unique parameters; without the input embedding if ``count_embedding`` is False (tied heads stay)."""

@@ -41,16 +41,44 @@ def target_logprobs(
 
 @torch.no_grad()
 def target_predictions(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, dtype: str = "bfloat16", greedy: bool = True
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    dtype: str = "bfloat16",
+    greedy: bool = True,
+    positions: torch.Tensor | None = None,
+    attn_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`target_logprobs` and, if ``greedy``, whether each target is the model's top choice there ([B, T] bool;
-    None otherwise). The logits are read as they are, without a copy."""
+    """:func:`target_logprobs` and, if ``greedy``, whether each target is the model's top choice there ([B, T] bool,
+    False where ignored; None otherwise).
+
+    Only the positions whose target is not ``IGNORE`` meet the vocabulary head and the softmax (a model with
+    ``final_hidden`` and ``head``, the GPT; another model's ``forward`` logits are read at those positions).
+    ``positions`` and ``attn_mask`` read packed sequences (see ``GPT.hidden_states``; GPT only).
+    """
+    read = targets != IGNORE
     with autocast_context(inputs.device, dtype):
-        logits, _ = model(inputs)
-    B, T, V = logits.shape
-    nll = F.cross_entropy(logits.view(-1, V), targets.reshape(-1), reduction="none", ignore_index=IGNORE)
-    hits = (logits.argmax(dim=-1) == targets) if greedy else None
-    return -nll.view(B, T), hits
+        if reads_packed(model):
+            logits = model.head(model.final_hidden(inputs, positions, attn_mask)[read])
+        elif positions is None and attn_mask is None:
+            logits = model(inputs)[0][read].float()
+        else:
+            raise TypeError(f"{type(model).__name__} has no final_hidden / head: it cannot read packed sequences")
+    wanted = targets[read]
+    logprobs = torch.zeros(targets.shape, device=targets.device)
+    logprobs[read] = -F.cross_entropy(logits, wanted, reduction="none")
+    if not greedy:
+        return logprobs, None
+    hits = torch.zeros(targets.shape, dtype=torch.bool, device=targets.device)
+    hits[read] = logits.argmax(dim=-1) == wanted
+    return logprobs, hits
+
+
+def reads_packed(model: nn.Module) -> bool:
+    """Whether ``model`` gives its final hidden states and its head apart (``final_hidden``, ``head``: the GPT), so
+    that :func:`target_predictions` can read packed sequences and apply the head only where a target is read."""
+    return callable(getattr(model, "final_hidden", None)) and callable(getattr(model, "head", None))
 
 
 def model_device(model: nn.Module) -> torch.device:
