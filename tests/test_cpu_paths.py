@@ -82,7 +82,8 @@ def test_bf16_autocast_training_on_cpu(smoke_preset, masks, eager, tmp_path):
     losses, val, weights, fingerprint = run(smoke_preset, tmp_path / "run", masks, "train.autocast_cpu=true")
     eager_losses, eager_val, eager_weights, eager_fingerprint = eager
     assert all(map(torch.isfinite, torch.tensor(losses + [val])))
-    assert losses == pytest.approx(eager_losses, abs=BF16_LOSS_ATOL) and val == pytest.approx(eager_val, abs=BF16_LOSS_ATOL)
+    assert losses == pytest.approx(eager_losses, abs=BF16_LOSS_ATOL)
+    assert val == pytest.approx(eager_val, abs=BF16_LOSS_ATOL)
     assert losses != eager_losses  # bf16 did run
     assert all(w.dtype == torch.float32 for w in weights.values())  # fp32 master weights
     assert_pruned_zero(weights, masks)
@@ -90,7 +91,7 @@ def test_bf16_autocast_training_on_cpu(smoke_preset, masks, eager, tmp_path):
 
 
 def test_fingerprints_without_cpu_autocast_are_unchanged():
-    """Digests of the recorded train fields from before ``autocast_cpu`` existed; the field is recorded only when set."""
+    """Digests of the recorded train fields from before ``autocast_cpu`` existed; it is recorded only when set."""
     for name, train_digest, inner_digest in (("smoke", "eeeb86b33492ff9c", "852182b8f5a736a0"),
                                              ("gpt2-124m", "58065434a2b59bcc", "c4631d56d218973e")):
         preset = get_preset(name)
@@ -107,19 +108,24 @@ def model_and_ids():
     return model, ids
 
 
-def test_scoring_without_cpu_autocast_is_the_plain_fp32_forward(model_and_ids):
+def test_scoring_without_cpu_autocast_is_the_plain_fp32_forward(model_and_ids, monkeypatch):
     model, ids = model_and_ids
     assert isinstance(autocast_context(CPU, "bfloat16"), contextlib.nullcontext)
     with torch.no_grad():
         logits = model(ids)[0][:, :-1]  # the plain fp32 forward: position t predicts token t + 1
     targets = ids[:, 1:]
     by_hand = -F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
-    by_hand = by_hand.view(targets.shape)
-    assert torch.equal(next_token_logprobs(model, ids), by_hand)
-    assert torch.equal(next_token_logprobs(model, ids, autocast_cpu=False), by_hand)
+    default = next_token_logprobs(model, ids)
+    torch.testing.assert_close(default, by_hand.view(targets.shape), rtol=1e-6, atol=1e-6)
+    autocast_seen = []  # whether CPU autocast was on when the head ran
+    head = model.head
+    monkeypatch.setattr(model, "head", lambda h: autocast_seen.append(torch.is_autocast_enabled("cpu")) or head(h))
+    assert torch.equal(next_token_logprobs(model, ids, autocast_cpu=False), default)
     lp, hits = target_predictions(model, ids[:, :-1], targets, autocast_cpu=False)
-    torch.testing.assert_close(lp, by_hand)  # a shorter input: the same values up to the matmul's summation order
+    torch.testing.assert_close(lp, default, rtol=1e-6, atol=1e-6)  # a shorter input: the matmuls sum in other orders
     assert torch.equal(hits, logits.argmax(-1) == targets)
+    next_token_logprobs(model, ids, autocast_cpu=True)
+    assert autocast_seen == [False, False, True]
 
 
 def test_scoring_and_features_under_cpu_autocast_are_fp32_and_close(model_and_ids):
