@@ -2,6 +2,8 @@
 
     python bench/train_throughput.py --preset tiny --steps 5 --repeats 5
     python bench/train_throughput.py --preset gpt2-124m --compile        # on a GPU
+    python bench/train_throughput.py --preset tiny --autocast-cpu        # bf16 autocast on CPU (bench/cpu_paths.py
+                                                                         # compares the CPU paths side by side)
 
 Both modes run the package's real ``train_step`` on in-memory random tokens (no disk I/O), alternating
 dense and masked runs so that drift of the machine hits both; the table gives the median over repeats.
@@ -39,7 +41,7 @@ def time_steps(preset, ctx, density: float | None, steps: int, warmup: int) -> f
     mask = WeightMask(model, random_masks(model, density)) if density is not None else None
     if mask is not None:
         mask.apply_to_weights()
-    net = torch.compile(model) if cfg.compile and ctx.device.type == "cuda" else model
+    net = torch.compile(model) if cfg.compile else model
     optimizer = build_optimizer(model, cfg, ctx.device)
     accum = cfg.grad_accum_steps(1)
     gen = torch.Generator().manual_seed(1)
@@ -86,11 +88,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per run")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per run (compile, allocator)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per mode, alternating")
-    ap.add_argument("--compile", action="store_true", help="torch.compile (CUDA only)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile (inductor; on CPU it needs a C++ compiler)")
+    ap.add_argument("--autocast-cpu", action="store_true", help="bf16 autocast on CPU too (train.autocast_cpu)")
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
 
-    preset = override(get_preset(args.preset), args.set + (["train.compile=true"] if args.compile else []))
+    preset = override(get_preset(args.preset), args.set + (["train.compile=true"] if args.compile else [])
+                      + (["train.autocast_cpu=true"] if args.autocast_cpu else []))
     device = torch.device(args.device) if args.device else default_device()
     ctx = DistContext(device=device)
     if device.type == "cuda":
@@ -106,7 +110,8 @@ def main() -> None:
     peak = peak_flops(device)
     fpt = flops_per_token(preset.model, cfg.seq_len)
     print(f"preset {preset.name}: {GPT.__name__} L={preset.model.n_layer} C={preset.model.n_embd} "
-          f"batch {cfg.batch_size}x{cfg.seq_len} (micro {cfg.micro_batch_size}), torch {torch.__version__}, {name}")
+          f"batch {cfg.batch_size}x{cfg.seq_len} (micro {cfg.micro_batch_size}), torch {torch.__version__}, {name}"
+          f"{', compiled' if cfg.compile else ''}{', bf16 autocast on CPU' if cfg.autocast_cpu else ''}")
     print(f"{'mode':8s} {'s/step':>9s} {'tokens/s':>11s} {'MFU':>7s}   runs (s/step)")
     dense = statistics.median(results["dense"])
     for mode, times in results.items():

@@ -118,8 +118,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 1337  # model init (when not given) and, with ``shuffle``, the order of the training data
     shuffle: bool = False  # visit each shard's batches in a seeded order (sequential, as DESIGN.md §4, if False)
-    compile: bool = False  # torch.compile, CUDA only
-    autocast_dtype: str = "bfloat16"  # CUDA autocast; CPU runs in fp32
+    compile: bool = False  # torch.compile (inductor; on CPU it needs a C++ compiler)
+    autocast_dtype: str = "bfloat16"  # CUDA autocast; CPU runs in fp32 unless autocast_cpu
+    autocast_cpu: bool = False  # autocast_dtype on CPU too (bf16 is fast where the CPU has it natively: AVX512-BF16)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "micro_batch_size", "seq_len", "steps"):

@@ -63,6 +63,7 @@ def layer_states(
     first: int = 0,
     batch_size: int = 8,
     dtype: str = "bfloat16",
+    autocast_cpu: bool = False,
     progress: bool = False,
     desc: str = "features",
 ) -> np.ndarray:
@@ -71,7 +72,8 @@ def layer_states(
     The one forward behind every feature array, ``batch_size`` sequences at a time. ``pooling``: ``"last"`` (each
     sequence's last token), ``"mean"`` (mean over its tokens from position ``first`` on, e.g. 1 to skip a prefixed
     ``<|endoftext|>``) or None (every token; the sequences must then be equally long). Runs under autocast
-    (``dtype``) on CUDA and in fp32 on CPU; the caller puts the model in eval mode.
+    (``dtype``) on CUDA and in fp32 on CPU (autocast there too with ``autocast_cpu``); the caller puts the model in
+    eval mode.
     """
     if pooling is not None and pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS} or None, got {pooling!r}")
@@ -91,7 +93,7 @@ def layer_states(
             for b, ids in enumerate(batch):
                 idx[b, :len(ids)] = torch.tensor(ids)
             idx = idx.to(device)
-        with autocast_context(device, dtype):
+        with autocast_context(device, dtype, autocast_cpu):
             hidden = model.hidden_states(idx)
         if pooling is None:
             out[start:start + len(idx)] = torch.stack([hidden[l] for l in layers], dim=2).float().cpu().numpy()
@@ -117,6 +119,7 @@ def sentence_features(
     prefix_eot: bool = True,
     batch_size: int = 64,
     dtype: str = "bfloat16",
+    autocast_cpu: bool = False,
     progress: bool = False,
 ) -> xr.DataArray:
     """Hidden states of ``layers`` (default: all, 0..n_layer) for each sentence, [presentation, neuroid] float32.
@@ -124,7 +127,8 @@ def sentence_features(
     ``pooling``: ``"last"`` (the last token) or ``"mean"`` (mean over the sentence's own tokens, not the prefix).
     The sentences are tokenized with the model's tokenizer (``model.config.tokenizer``). ``prefix_eot`` starts
     each sentence with ``<|endoftext|>``, as every training document starts (default).
-    The model should be in eval mode; it runs under bf16 autocast on CUDA (``dtype``) and in fp32 on CPU.
+    The model should be in eval mode; it runs under bf16 autocast on CUDA (``dtype``) and in fp32 on CPU (bf16 there
+    too with ``autocast_cpu``).
     Coordinates: ``stimulus`` (the text) on presentation; ``layer`` and ``unit`` on neuroid.
     """
     if pooling not in POOLINGS:
@@ -134,7 +138,7 @@ def sentence_features(
     tokens = tokenize_sentences(sentences, tokenizer=model.config.tokenizer, prefix_eot=prefix_eot,
                                 max_len=model.config.block_size)
     out = layer_states(model, tokens, layers, pooling=pooling, first=1 if prefix_eot else 0, batch_size=batch_size,
-                       dtype=dtype, progress=progress)
+                       dtype=dtype, autocast_cpu=autocast_cpu, progress=progress)
     return xr.DataArray(
         out.reshape(len(tokens), -1),
         dims=("presentation", "neuroid"),
@@ -153,13 +157,15 @@ def token_features(
     layers: Sequence[int] | None = None,
     batch_size: int = 8,
     dtype: str = "bfloat16",
+    autocast_cpu: bool = False,
     progress: bool = False,
 ) -> xr.DataArray:
     """Hidden states of ``layers`` (default all, 0..n_layer) at every token of ``tokens`` [n_seq, T] (float32).
 
     Returns [presentation = n_seq * T (sequence-major), neuroid = len(layers) * n_embd] with coords ``sequence`` and
     ``position`` on presentation, ``layer`` and ``unit`` on neuroid. The model is put in eval mode; it runs under
-    autocast (``dtype``) on CUDA and in fp32 on CPU, ``batch_size`` sequences at a time.
+    autocast (``dtype``) on CUDA and in fp32 on CPU (autocast there too with ``autocast_cpu``), ``batch_size``
+    sequences at a time.
     """
     tokens = torch.as_tensor(tokens)
     if tokens.ndim != 2 or tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
@@ -178,8 +184,8 @@ def token_features(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.eval()
-    out = layer_states(model, tokens, layers, batch_size=batch_size, dtype=dtype, progress=progress,
-                       desc="token features")
+    out = layer_states(model, tokens, layers, batch_size=batch_size, dtype=dtype, autocast_cpu=autocast_cpu,
+                       progress=progress, desc="token features")
     return xr.DataArray(
         out.reshape(n_seq * seq_len, len(layers) * cfg.n_embd),
         dims=("presentation", "neuroid"),

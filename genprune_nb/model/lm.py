@@ -17,26 +17,28 @@ IGNORE = -100  # a target that is not scored (its log-prob reads 0)
 
 @torch.no_grad()
 def next_token_logprobs(
-    model: nn.Module, ids: torch.Tensor, *, dtype: str = "bfloat16"
+    model: nn.Module, ids: torch.Tensor, *, dtype: str = "bfloat16", autocast_cpu: bool = False
 ) -> torch.Tensor:
     """Natural-log probability of each token given the ones before it.
 
     ``ids`` [B, T] (on the model's device) -> [B, T-1] fp32, where entry t is log P(ids[:, t+1] | ids[:, :t+1]).
     Padding on the right never changes the values at earlier positions (the model is causal).
-    Runs under bf16 autocast on CUDA, fp32 on CPU.
+    Runs under bf16 autocast on CUDA, fp32 on CPU (bf16 there too with ``autocast_cpu``).
     """
     # targets shifted left, the last position ignored
-    return target_logprobs(model, ids, F.pad(ids[:, 1:], (0, 1), value=IGNORE), dtype=dtype)[:, :-1]
+    return target_logprobs(model, ids, F.pad(ids[:, 1:], (0, 1), value=IGNORE), dtype=dtype,
+                           autocast_cpu=autocast_cpu)[:, :-1]
 
 
 def target_logprobs(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, dtype: str = "bfloat16"
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, dtype: str = "bfloat16",
+    autocast_cpu: bool = False,
 ) -> torch.Tensor:
     """log P(targets[:, t] | inputs[:, :t+1]) [B, T] fp32, for ``inputs`` and ``targets`` [B, T] on one device.
 
     ``targets`` equal to ``IGNORE`` give 0.
     """
-    return target_predictions(model, inputs, targets, dtype=dtype, greedy=False)[0]
+    return target_predictions(model, inputs, targets, dtype=dtype, greedy=False, autocast_cpu=autocast_cpu)[0]
 
 
 @torch.no_grad()
@@ -49,16 +51,18 @@ def target_predictions(
     greedy: bool = True,
     positions: torch.Tensor | None = None,
     attn_mask: torch.Tensor | None = None,
+    autocast_cpu: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`target_logprobs` and, if ``greedy``, whether each target is the model's top choice there ([B, T] bool,
     False where ignored; None otherwise).
 
     Only the positions whose target is not ``IGNORE`` meet the vocabulary head and the softmax (a model with
     ``final_hidden`` and ``head``, the GPT; another model's ``forward`` logits are read at those positions).
-    ``positions`` and ``attn_mask`` read packed sequences (see ``GPT.hidden_states``; GPT only).
+    ``positions`` and ``attn_mask`` read packed sequences (see ``GPT.hidden_states``; GPT only). ``autocast_cpu``:
+    bf16 autocast on CPU too (:func:`autocast_context`).
     """
     read = targets != IGNORE
-    with autocast_context(inputs.device, dtype):
+    with autocast_context(inputs.device, dtype, autocast_cpu):
         if reads_packed(model):
             logits = model.head(model.final_hidden(inputs, positions, attn_mask)[read])
         elif positions is None and attn_mask is None:
@@ -90,16 +94,18 @@ def model_tokenizer(model: nn.Module) -> Tokenizer:
     return get_tokenizer(model.config.tokenizer)
 
 
-def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
-    """bf16 (or fp16) autocast on CUDA; fp32 on CPU."""
-    if device.type == "cuda" and dtype != "float32":
-        return torch.autocast("cuda", dtype=getattr(torch, dtype))
+def autocast_context(device: torch.device, dtype: str, cpu: bool = False) -> contextlib.AbstractContextManager:
+    """bf16 (or fp16) autocast on CUDA; on CPU only with ``cpu``, else fp32. (An autocast the caller opened, e.g.
+    ``torch.autocast("cpu", torch.bfloat16)`` around an evaluation, stays in force.)"""
+    if device.type in (("cuda", "cpu") if cpu else ("cuda",)) and dtype != "float32":
+        return torch.autocast(device.type, dtype=getattr(torch, dtype))
     return contextlib.nullcontext()
 
 
 @torch.no_grad()
 def validation_loss(
-    model: nn.Module, loader: TokenLoader, n_batches: int, ctx: DistContext, dtype: str = "bfloat16"
+    model: nn.Module, loader: TokenLoader, n_batches: int, ctx: DistContext, dtype: str = "bfloat16",
+    autocast_cpu: bool = False,
 ) -> float:
     """Mean loss over the first ``n_batches`` batches of ``loader`` (from its start), averaged over ranks."""
     was_training = model.training
@@ -108,7 +114,7 @@ def validation_loss(
     total = torch.zeros((), device=ctx.device)
     for _ in range(n_batches):
         x, y = (t.to(ctx.device, non_blocking=True) for t in loader.next_batch())
-        with autocast_context(ctx.device, dtype):
+        with autocast_context(ctx.device, dtype, autocast_cpu):
             _, loss = model(x, y)
         total += loss.float()
     model.train(was_training)

@@ -139,7 +139,7 @@ def _attribution(preset: Preset, model: GPT, g: int, device: torch.device) -> di
                          shuffle_seed=cfg.seed + 7919 * (g + 1), vocab_size=preset.model.vocab_size)
     batches = (loader.next_batch() for _ in range(preset.outer.attribution_batches))
     return taylor_scores(model.to(device), batches,
-                         forward_context=lambda: autocast_context(device, cfg.autocast_dtype))
+                         forward_context=lambda: autocast_context(device, cfg.autocast_dtype, cfg.autocast_cpu))
 
 
 def _prune_generation(

@@ -83,7 +83,7 @@ def train_step(
         x, y = (t.to(ctx.device, non_blocking=True) for t in next_batch())
         last = micro == accum - 1
         with contextlib.nullcontext() if last or not ctx.distributed else net.no_sync():
-            with autocast_context(ctx.device, cfg.autocast_dtype):
+            with autocast_context(ctx.device, cfg.autocast_dtype, cfg.autocast_cpu):
                 logits, loss = net(x, y)
                 objective = (teacher.objective(x, logits, loss) if teacher is not None else loss) / accum
             if penalty is not None and last:
@@ -213,7 +213,7 @@ def train(
     if ctx.is_main:
         atomic.write_text(run_dir / "config.json", dumps(preset) + "\n")
 
-    net: nn.Module = torch.compile(model) if cfg.compile and ctx.device.type == "cuda" else model
+    net: nn.Module = torch.compile(model) if cfg.compile else model
     if ctx.distributed:
         net = DistributedDataParallel(net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
@@ -233,7 +233,7 @@ def train(
     stop = min(until, cfg.steps) if until is not None else cfg.steps
     if not resumed and 0 in keep:  # the starting point, for curves from iteration 0 (a resumed run has it)
         if val_batches:
-            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.autocast_cpu)
             log.append({"step": 0, "tokens": 0, "val_loss": val_loss})
         last = _save(run_dir, 0, model, preset, cfg, optimizer, weight_mask, train_loader, val_loss, ctx)
     for step in range(start, stop):
@@ -263,7 +263,7 @@ def train(
             shown["loss"] = f"{train_loss:.3f}"
             bar.set_postfix(shown, refresh=False)
         if (cfg.val_every and done % cfg.val_every == 0) or (done == cfg.steps and val_batches):
-            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.autocast_cpu)
             log.append({"step": done, "tokens": done * cfg.tokens_per_step, "val_loss": val_loss})
             shown["val"] = f"{val_loss:.3f}"
             bar.set_postfix(shown, refresh=False)

@@ -64,9 +64,18 @@ def _list_change(recorded: list, current: list) -> str:
     return "; ".join(parts)
 
 
+# Train fields recorded only when they differ from these defaults, so that the fingerprints of runs made before the
+# field existed stay the same (as ``ModelConfig.recorded_fields`` does for the tokenizer).
+RECORDED_WHEN_SET = {"autocast_cpu": False}
+
+
 def train_fields(cfg: TrainConfig) -> dict[str, Any]:
-    """The TrainConfig fields that determine a run's weights (see ``NOT_RESULT_FIELDS``)."""
-    return {k: jsonable(v) for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULT_FIELDS}
+    """The TrainConfig fields that determine a run's weights (see ``NOT_RESULT_FIELDS`` and ``RECORDED_WHEN_SET``)."""
+    fields = {k: jsonable(v) for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESULT_FIELDS}
+    for name, default in RECORDED_WHEN_SET.items():
+        if fields[name] == default:
+            del fields[name]
+    return fields
 
 
 def shard_record(files: Sequence[str | Path]) -> dict[str, Any]:
