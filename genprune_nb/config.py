@@ -36,6 +36,8 @@ TRANSMISSION_CONDITIONS = ("TrainedSparse", "TrainedDense", "Distilled")
 # The preset at the paper's scale (DESIGN.md §2-§3): figures, milestones and released models read the paper's
 # model shape, inner steps, tokens per step and token milestones from it rather than from copies.
 PAPER_PRESET = "gpt2-124m"
+# The dtypes an evaluation-only kept checkpoint may be stored in (``TrainConfig.kept_dtype``).
+KEPT_DTYPES = ("float32", "bfloat16")
 
 
 class ConfigError(GenpruneError, ValueError):
@@ -121,6 +123,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile (inductor; on CPU it needs a C++ compiler)
     autocast_dtype: str = "bfloat16"  # CUDA autocast; CPU runs in fp32 unless autocast_cpu
     autocast_cpu: bool = False  # autocast_dtype on CPU too (bf16 is fast where the CPU has it natively: AVX512-BF16)
+    # dtype of the kept checkpoints (``keep_checkpoints``) once they serve evaluations only; the resumable ones stay
+    # float32 (``checkpoint.to_evaluation``). bfloat16 halves their weights on disk
+    kept_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "micro_batch_size", "seq_len", "steps"):
@@ -142,6 +147,8 @@ class TrainConfig:
             raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if self.autocast_dtype not in ("bfloat16", "float16", "float32"):
             raise ConfigError(f"train.autocast_dtype must be bfloat16, float16 or float32, got {self.autocast_dtype!r}")
+        if self.kept_dtype not in KEPT_DTYPES:
+            raise ConfigError(f"train.kept_dtype must be one of {KEPT_DTYPES}, got {self.kept_dtype!r}")
 
     def grad_accum_steps(self, world_size: int) -> int:
         """Micro-steps per optimizer step so that micro x world x accum = batch_size."""
@@ -334,10 +341,11 @@ PRESETS: dict[str, Preset] = {
             "the CPU demo: the whole study in ~15 minutes on 2 cores (the 50k-vocabulary head dominates the cost)",
             ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=256),
             TrainConfig(batch_size=8, micro_batch_size=8, seq_len=128, steps=64, lr=3e-3, warmup_steps=8,
-                        decay_steps=24, val_every=32, val_tokens=16_384, checkpoint_every=32, log_every=8),
+                        decay_steps=24, val_every=32, val_tokens=16_384, checkpoint_every=32, log_every=8,
+                        kept_dtype="bfloat16"),
             TrainConfig(batch_size=8, micro_batch_size=8, seq_len=128, steps=48, lr=3e-3, warmup_steps=6,
                         decay_steps=42, val_every=12, val_tokens=16_384, checkpoint_every=0, log_every=8,
-                        shuffle=True),
+                        shuffle=True, kept_dtype="bfloat16"),
             inner=InnerConfig(seeds=(0, 1), keep_every=24),
             eval=EvalConfig(limit=50, stories=(1,), max_words=300, n_sentences=300, cka_tokens=4096),
         ),
@@ -362,9 +370,10 @@ PRESETS: dict[str, Preset] = {
             "one GPU, minutes: the paper's recipe shape on the offline English prose corpus",
             ModelConfig(n_layer=6, n_head=6, n_embd=384, block_size=512),
             TrainConfig(batch_size=64, micro_batch_size=64, seq_len=512, steps=300, lr=0.0018, warmup_steps=40,
-                        decay_steps=100, val_every=50, val_tokens=262_144, checkpoint_every=100),
+                        decay_steps=100, val_every=50, val_tokens=262_144, checkpoint_every=100, kept_dtype="bfloat16"),
             TrainConfig(batch_size=64, micro_batch_size=64, seq_len=512, steps=100, lr=0.0018, warmup_steps=12,
-                        decay_steps=88, val_every=10, val_tokens=262_144, checkpoint_every=0, shuffle=True),
+                        decay_steps=88, val_every=10, val_tokens=262_144, checkpoint_every=0, shuffle=True,
+                        kept_dtype="bfloat16"),
             DataConfig(small_documents=40),
             inner=InnerConfig(keep_every=10),
         ),
@@ -372,9 +381,9 @@ PRESETS: dict[str, Preset] = {
             "gpt2-124m",
             "the paper's d12 model and recipe: 6 generations x 7,000 steps on L, 2,000 inner steps on S",
             ModelConfig(),
-            TrainConfig(),
+            TrainConfig(kept_dtype="bfloat16"),
             TrainConfig(steps=2000, warmup_steps=250, decay_steps=1750, val_every=100, checkpoint_every=0,
-                        shuffle=True),
+                        shuffle=True, kept_dtype="bfloat16"),
             _FINEWEB,
             inner=InnerConfig(token_milestones=(25_000_000, 50_000_000, 75_000_000, 100_000_000, 250_000_000,
                                                 500_000_000, 750_000_000, 1_000_000_000)),
@@ -383,9 +392,9 @@ PRESETS: dict[str, Preset] = {
             "gpt2-417m",
             "the paper's scaled-up run, GPT-2-medium shape (24 layers, 16 heads, width 1024)",
             ModelConfig(n_layer=24, n_head=16, n_embd=1024),
-            TrainConfig(micro_batch_size=16),
+            TrainConfig(micro_batch_size=16, kept_dtype="bfloat16"),
             TrainConfig(micro_batch_size=16, steps=2000, warmup_steps=250, decay_steps=1750, val_every=100,
-                        checkpoint_every=0, shuffle=True),
+                        checkpoint_every=0, shuffle=True, kept_dtype="bfloat16"),
             _FINEWEB,
         ),
     ]

@@ -115,22 +115,29 @@ def test_connectome_bits_by_hand_and_against_the_codec():
 
 def test_disk_by_hand():
     disk = P.disk_usage(SMOKE).set_index("item")
-    bare, masked, resumable = 4 * N + P.SMALL_FILES, 5 * N + P.SMALL_FILES, 13 * N + P.SMALL_FILES
-    assert P.checkpoint_bytes(SMOKE, masked=True, optimizer=True) == resumable
+    bare, resumable, masks = 4 * N + P.SMALL_FILES, 12 * N + P.SMALL_FILES, N  # masks: uint8, once per run
+    assert P.checkpoint_bytes(SMOKE, optimizer=True) == resumable
+    assert P.checkpoint_bytes(SMOKE, optimizer=False, dtype="bfloat16") == 2 * N + P.SMALL_FILES
     rows = disk["bytes"]
-    assert rows["kept checkpoints, generation 0 (dense; no optimizer state)"] == bare
-    assert rows["kept checkpoints, generations 1.. (weights + masks)"] == masked  # 2 generations
+    assert rows["final checkpoint per generation (float32; no optimizer state)"] == 2 * bare  # 2 generations
+    assert rows["masks, generations 1.. (uint8, once per run)"] == masks
     g1 = next(i for i in disk.index if i.startswith("connectome file, generation 1"))
     assert rows[g1] == 2 * math.ceil(N * P.connectome_bits_per_weight(0.64) / 8)  # its file and the final copy
     # inner: kept steps 0, 5, 10 (keep_every 5): two evaluation checkpoints and the resumable final one per run
-    assert rows["Connectome: 2 kept checkpoints per run x 2 runs"] == 4 * masked
-    assert rows["NoConnectome: 2 kept checkpoints per run x 2 runs"] == 4 * bare
-    assert rows["NoConnectome: final checkpoint (with optimizer state) x 2 runs"] == 2 * (12 * N + P.SMALL_FILES)
+    assert rows["Connectome: 2 kept checkpoints per run (float32) x 2 runs"] == 4 * bare
+    assert rows["Connectome: masks (uint8, once per run) x 2 runs"] == 2 * masks
+    assert rows["NoConnectome: 2 kept checkpoints per run (float32) x 2 runs"] == 4 * bare
+    assert rows["NoConnectome: final checkpoint (float32, with optimizer state) x 2 runs"] == 2 * resumable
+    assert "NoConnectome: masks (uint8, once per run) x 2 runs" not in rows
     finished = disk[disk["part"] != "while training"]["bytes"].sum()
     connectomes = 2 * math.ceil(N * P.connectome_bits_per_weight(0.64) / 8) + math.ceil(
         N * P.connectome_bits_per_weight(0.8) / 8)
-    assert finished == bare + masked + connectomes + 2 * (4 * masked + 2 * (resumable)) + 4 * bare + 2 * (
-        12 * N + P.SMALL_FILES)
+    inner = 3 * (4 * bare + 2 * resumable) + 2 * 2 * masks  # 3 conditions x 2 seeds; 2 of them masked
+    assert finished == 2 * bare + masks + connectomes + inner
+    # bfloat16 kept checkpoints: the inner runs' evaluation checkpoints at 2 bytes per weight, the finals unchanged
+    half = P.disk_usage(override(SMOKE, {"inner_train.kept_dtype": "bfloat16"})).set_index("item")["bytes"]
+    assert half["Connectome: 2 kept checkpoints per run (bfloat16) x 2 runs"] == 4 * (2 * N + P.SMALL_FILES)
+    assert half["Connectome: final checkpoint (float32, with optimizer state) x 2 runs"] == 2 * resumable
 
 
 def test_tokens_from_shard_headers_and_the_catalog(tmp_path):

@@ -21,10 +21,12 @@ prints them). Every number is a formula of the preset, stated where it is comput
   checkpoints are counted instead.
 - Tokens: what the loops read of L and S against what their shards hold (their headers when prepared, else the
   data catalog's shard size, else unknown), at the loader's step granularity (``loader.steps_per_epoch``).
-- Disk: every checkpoint a finished study keeps (``model.safetensors`` fp32, ``masks.safetensors`` uint8, and
-  ``optimizer.pt`` fp32 moments where the run keeps them: the final checkpoint of an inner run; a pruned generation
-  drops them, see ``generations.inner_keep_steps`` and ``checkpoint.prune_checkpoints``) and every connectome file
-  (entropy-coded: H(p) + p bits per weight at density p with balanced signs, p = (1 - prune_fraction)^(g+1)).
+- Disk: every checkpoint a finished study keeps (``model.safetensors``: fp32 for a run's final checkpoint, the
+  schedule's ``kept_dtype`` for its other kept steps, which serve evaluations only; ``optimizer.pt`` fp32 moments
+  where the run keeps them: the final checkpoint of an inner run; a pruned generation drops them, see
+  ``generations.inner_keep_steps`` and ``checkpoint.prune_checkpoints``), a masked run's ``masks.safetensors``
+  (uint8, once per run) and every connectome file (entropy-coded: H(p) + p bits per weight at density p with
+  balanced signs, p = (1 - prune_fraction)^(g+1)).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..config import Preset, TrainConfig
+from ..config import KEPT_DTYPES, Preset, TrainConfig
 from ..data import catalog
 from ..data.loader import steps_per_epoch, tokens_per_step
 from ..data.shards import ShardError, find_shards, read_header
@@ -53,6 +55,7 @@ DEFAULT_MARGIN = 0.10  # of the GPU's memory, for allocator fragmentation and wh
 CUDA_OVERHEAD = 1 * GiB  # CUDA context, cuBLAS / NCCL workspaces
 SMALL_FILES = 16 * 2 ** 10  # per checkpoint: config.json, state.json, rng.pt
 TOKEN_BYTES = 2  # uint16 token ids in a shard
+WEIGHT_BYTES = dict(zip(KEPT_DTYPES, (4, 2)))  # bytes per stored weight, by ``kept_dtype``
 RDZV_PORT = 29500
 
 
@@ -253,10 +256,11 @@ def connectome_bits_per_weight(density: float) -> float:
     return binary_entropy(density) + density
 
 
-def checkpoint_bytes(preset: Preset, *, masked: bool, optimizer: bool) -> int:
-    """One checkpoint: fp32 weights, uint8 masks if masked, fp32 AdamW moments if kept, and the small files."""
+def checkpoint_bytes(preset: Preset, *, optimizer: bool, dtype: str = "float32") -> int:
+    """One checkpoint: weights in ``dtype``, fp32 AdamW moments if kept, and the small files (a masked run's masks
+    are stored once per run: ``masked_weight_count`` bytes, uint8)."""
     n = weight_count(preset)
-    return 4 * n + (masked_weight_count(preset) if masked else 0) + (8 * n if optimizer else 0) + SMALL_FILES
+    return WEIGHT_BYTES[dtype] * n + (8 * n if optimizer else 0) + SMALL_FILES
 
 
 def _kept(keep: Sequence[int], steps: int) -> int:
@@ -269,12 +273,14 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
     total, the rolling checkpoints (with optimizer moments) a run holds while it trains."""
     outer, train, inner = preset.outer, preset.train, preset.inner_train
     G = outer.generations
-    bare = checkpoint_bytes(preset, masked=False, optimizer=False)
-    masked = checkpoint_bytes(preset, masked=True, optimizer=False)
-    kept_outer = _kept(train.keep_checkpoints, train.steps)
-    rows = [("outer", "kept checkpoints, generation 0 (dense; no optimizer state)", kept_outer, bare),
-            ("outer", "kept checkpoints, generations 1.. (weights + masks)", kept_outer * (G - 1), masked)]
     n_masked = masked_weight_count(preset)
+    kept_outer = _kept(train.keep_checkpoints, train.steps)
+    rows = [("outer", "final checkpoint per generation (float32; no optimizer state)", G,
+             checkpoint_bytes(preset, optimizer=False)),
+            ("outer", "masks, generations 1.. (uint8, once per run)", G - 1, n_masked)]
+    if kept_outer > 1:
+        rows.insert(1, ("outer", f"{kept_outer - 1} earlier kept checkpoints per generation ({train.kept_dtype})",
+                        (kept_outer - 1) * G, checkpoint_bytes(preset, optimizer=False, dtype=train.kept_dtype)))
     for g in range(G):
         density = (1 - outer.prune_fraction) ** (g + 1)
         rows.append(("outer", f"connectome file, generation {g} (density {density:.3f}, "
@@ -284,10 +290,13 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
     for condition in preset.inner.conditions:
         is_masked = parse_condition(condition, outer.criterion)[0] != "NoConnectome"
         runs = len(preset.inner.seeds)
-        rows.append(("inner", f"{condition}: {kept_inner - 1} kept checkpoints per run x {runs} runs",
-                     (kept_inner - 1) * runs, checkpoint_bytes(preset, masked=is_masked, optimizer=False)))
-        rows.append(("inner", f"{condition}: final checkpoint (with optimizer state) x {runs} runs", runs,
-                     checkpoint_bytes(preset, masked=is_masked, optimizer=True)))
+        rows.append(("inner", f"{condition}: {kept_inner - 1} kept checkpoints per run ({inner.kept_dtype}) x {runs} "
+                              "runs", (kept_inner - 1) * runs,
+                     checkpoint_bytes(preset, optimizer=False, dtype=inner.kept_dtype)))
+        rows.append(("inner", f"{condition}: final checkpoint (float32, with optimizer state) x {runs} runs", runs,
+                     checkpoint_bytes(preset, optimizer=True)))
+        if is_masked:
+            rows.append(("inner", f"{condition}: masks (uint8, once per run) x {runs} runs", runs, n_masked))
     for corpus, label in (("large", "L"), ("small", "S")):
         counts, source = shard_token_counts(preset, corpus)
         if counts is not None:
@@ -297,9 +306,9 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
     frame["bytes"] = frame["count"] * frame["bytes each"]
     rolling = pd.DataFrame([
         ("while training", f"outer: up to {train.keep_last} rolling checkpoints of the running generation",
-         train.keep_last if train.checkpoint_every else 1, checkpoint_bytes(preset, masked=True, optimizer=True)),
+         train.keep_last if train.checkpoint_every else 1, checkpoint_bytes(preset, optimizer=True)),
         ("while training", f"inner: up to {inner.keep_last} rolling checkpoints of the running run",
-         inner.keep_last if inner.checkpoint_every else 0, checkpoint_bytes(preset, masked=True, optimizer=True)),
+         inner.keep_last if inner.checkpoint_every else 0, checkpoint_bytes(preset, optimizer=True)),
     ], columns=["part", "item", "count", "bytes each"])
     rolling["bytes"] = rolling["count"] * rolling["bytes each"]
     return pd.concat([frame, rolling[rolling["count"] > 0]], ignore_index=True)

@@ -1,11 +1,17 @@
 """Checkpoint directories, written atomically.
 
-Layout of ``<run>/checkpoints/step_000100/``: ``model.safetensors``, ``masks.safetensors`` (if masked),
-``optimizer.pt``, ``rng.pt``, ``config.json`` (the preset) and ``state.json`` (step, tokens, loader position,
-last metrics, the sha256 of the weights and the digest of the run's fingerprint). ``<run>/checkpoints/latest``
-names the newest complete one; it is updated only after the directory is in place, so a kill mid-save leaves the
-previous checkpoint as "latest". A ``step_*`` directory is always complete: it appears and disappears in one rename
-(``atomic``); ``clean_stale`` removes what killed saves left behind.
+Layout of ``<run>/checkpoints/step_000100/``: ``model.safetensors``, ``optimizer.pt``, ``rng.pt``, ``config.json``
+(the preset) and ``state.json`` (step, tokens, loader position, last metrics, the dtype and sha256 of the weights,
+the sha256 of the run's masks and the digest of the run's fingerprint). A masked run's masks are fixed, so they are
+stored once, in ``<run>/masks.safetensors``, which each checkpoint names by its sha256 (checkpoints written before
+hold their own ``masks.safetensors``, and still load). ``<run>/checkpoints/latest`` names the newest complete one; it
+is updated only after the directory is in place, so a kill mid-save leaves the previous checkpoint as "latest". A
+``step_*`` directory is always complete: it appears and disappears in one rename (``atomic``); ``clean_stale``
+removes what killed saves left behind.
+
+A checkpoint is written in float32 with its optimizer moments (resumable). A kept step that no run will resume from
+any more becomes an evaluation checkpoint (``to_evaluation``): its moments go and its weights may be cast to the
+run's ``train.kept_dtype``; it loads as a float32 model, but never resumes.
 """
 from __future__ import annotations
 
@@ -14,12 +20,13 @@ import json
 import pickle
 import random
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -31,6 +38,9 @@ from . import provenance
 
 _NAME = re.compile(r"^step_(\d{6,})$")
 OPTIMIZER_FILE = "optimizer.pt"
+WEIGHTS_FILE = "model.safetensors"
+MASKS_FILE = "masks.safetensors"  # in the run folder (once per run), or in a checkpoint written before that
+FULL_PRECISION = "float32"  # the dtype of the weights a run trains and resumes in
 SCHEDULE = "schedule"  # the state.json field holding the TrainConfig the run trained on
 _PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DDP wrappers
 ROTARY_FREQUENCIES = "inv_freq"  # the authors' Rotary keeps its frequencies in the state dict
@@ -162,20 +172,42 @@ class Checkpoint:
         return _read(self.path / "state.json",
                      lambda _: Preset.from_dict({**preset.to_dict(), "train": recorded}).train)
 
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent.parent
+
     def masks(self) -> dict[str, torch.Tensor] | None:
-        f = self.path / "masks.safetensors"
-        return {k: v.bool() for k, v in _read(f, load_file).items()} if f.exists() else None
+        """The run's masks (bool), or None for a dense run: the run's ``masks.safetensors`` this checkpoint names by
+        its sha256 (checked), or the checkpoint's own file (written before masks were stored once per run)."""
+        own = self.path / MASKS_FILE
+        if own.exists():
+            return _bool_masks(_read(own, load_file))
+        recorded = self.state().get("masks_sha256")
+        if recorded is None:
+            return None
+        file = self.run_dir / MASKS_FILE
+        masks = _bool_masks(_read(file, load_file))
+        if hashing.tensors_sha256(masks) != recorded:
+            raise CheckpointError(f"{file} holds other masks than {self.path.name} was trained with (sha256 "
+                                  f"{recorded[:12]}...): the run folder was changed after it was written")
+        return masks
+
+    def weights_dtype(self) -> str:
+        """The dtype the weights are stored in (``float32`` for checkpoints written before it was recorded)."""
+        return self.state().get("weights_dtype", FULL_PRECISION)
 
     def load_model(self, device: str | torch.device = "cpu") -> GPT:
-        """A GPT with this checkpoint's config and weights (pruned weights are already zero)."""
+        """A float32 GPT with this checkpoint's config and weights (pruned weights are already zero; weights stored
+        in bfloat16 are upcast)."""
         preset = self.preset()
         model = GPT(preset.model)
-        _load_weights(self.path / "model.safetensors", model, preset)
+        _load_weights(self.path / WEIGHTS_FILE, model, preset)
         return model.to(device)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The stored weights as saved (names and dtypes of ``model.safetensors``), without building a model."""
-        return _read(self.path / "model.safetensors", load_file)
+        """The stored weights as saved (names and dtypes of ``model.safetensors``, see ``weights_dtype``), without
+        building a model."""
+        return _read(self.path / WEIGHTS_FILE, load_file)
 
     def fingerprint(self) -> str:
         """Digest of what an evaluation of this checkpoint scores: the model shape and the weights.
@@ -207,6 +239,10 @@ def _read(file: Path, load: Callable[[Path], T]) -> T:
         raise CheckpointError(f"{file} is damaged or truncated ({type(e).__name__}: {_first_sentence(e)})") from e
 
 
+def _bool_masks(stored: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.bool() for k, v in stored.items()}
+
+
 def _first_sentence(error: BaseException) -> str:
     text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
     return text.split(". ")[0][:200] or type(error).__name__
@@ -214,7 +250,7 @@ def _first_sentence(error: BaseException) -> str:
 
 def _load_weights(file: Path, model: nn.Module, run_preset: Preset) -> None:
     """Load ``file`` into ``model``; weights of another shape name the model fields in which the run differs."""
-    state = _read(file, load_file)
+    state = _read(file, load_file)  # load_state_dict copies into the model's float32 weights: bf16 is upcast
     try:
         load_model_state(model, state, file)
     except RuntimeError as e:
@@ -239,27 +275,59 @@ def save_checkpoint(
     masks: dict[str, torch.Tensor] | None = None,
     state: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Write ``<run>/checkpoints/step_{step}`` atomically, then point ``latest`` at it."""
+    """Write ``<run>/checkpoints/step_{step}`` (float32 weights) atomically, then point ``latest`` at it; ``masks``
+    go to the run's ``masks.safetensors`` (written once, atomically), which the checkpoint names by its sha256."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:06d}"
     recorded = provenance.read(run_dir)
+    state = dict(state or {})
+    if masks:
+        state["masks_sha256"] = save_run_masks(run_dir, masks)
     with atomic.atomic_path(final) as tmp:
         tmp.mkdir()
         weights = model_state(model)
-        save_file(weights, str(tmp / "model.safetensors"))
-        state = {**(state or {}), "weights_sha256": hashing.tensors_sha256(weights)}
+        _save_weights(weights, tmp / WEIGHTS_FILE, state)
         if recorded is not None:
             state["run_fingerprint"] = hashing.digest(recorded)
-        if masks:
-            save_file({k: v.to("cpu", torch.uint8).contiguous() for k, v in masks.items()},
-                      str(tmp / "masks.safetensors"))
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "config.json").write_text(json.dumps(preset.to_dict(), indent=2, sort_keys=True))
-        (tmp / "state.json").write_text(json.dumps({"step": step, **(state or {})}, indent=2, sort_keys=True))
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2, sort_keys=True))
     atomic.write_text(root / "latest", final.name + "\n")
     return Checkpoint(final)
+
+
+def save_run_masks(run_dir: str | Path, masks: Mapping[str, torch.Tensor]) -> str:
+    """Store a run's masks in ``<run>/masks.safetensors`` (uint8; atomically, and only if it does not hold these
+    already); return their sha256 (``hashing.tensors_sha256`` of the bool masks)."""
+    masks = _bool_masks({k: v.detach().to("cpu") for k, v in masks.items()})
+    sha = hashing.tensors_sha256(masks)
+    file = Path(run_dir) / MASKS_FILE
+    if _recorded_sha(file) != sha:
+        with atomic.atomic_path(file) as tmp:
+            save_file({k: v.to(torch.uint8).contiguous() for k, v in masks.items()}, str(tmp),
+                      metadata={"sha256": sha})
+    return sha
+
+
+def _recorded_sha(file: Path) -> str | None:
+    """The sha256 a run's masks file records, or None if it is missing or unreadable (then it is written anew)."""
+    try:
+        with safe_open(str(file), "pt") as f:
+            return (f.metadata() or {}).get("sha256")
+    except (FileNotFoundError, SafetensorError, OSError):
+        return None
+
+
+def _save_weights(weights: Mapping[str, torch.Tensor], file: Path, state: dict[str, Any]) -> None:
+    """Write ``weights`` to ``file`` and record their dtype and sha256 in ``state`` (state.json's fields)."""
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in weights.values()})
+    if len(dtypes) != 1:
+        raise ValueError(f"{file}: weights of several dtypes {dtypes}")
+    save_file(dict(weights), str(file), metadata={"dtype": dtypes[0]})
+    state["weights_dtype"] = dtypes[0]
+    state["weights_sha256"] = hashing.tensors_sha256(weights)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
@@ -310,11 +378,12 @@ def resolve_checkpoint(path: str | Path) -> Checkpoint:
     return latest
 
 
-def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int]) -> None:
+def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int],
+                      kept_dtype: str = FULL_PRECISION) -> None:
     """Delete rolling checkpoints beyond the newest ``keep_last``; never ``keep_steps`` nor the latest.
 
-    A kept step older than the newest ``keep_last`` checkpoints is only evaluated, never resumed from: its
-    optimizer moments (two thirds of a checkpoint) are dropped.
+    A kept step older than the newest ``keep_last`` checkpoints is only evaluated, never resumed from: it becomes
+    an evaluation checkpoint in ``kept_dtype`` (``to_evaluation``).
     """
     ckpts = list_checkpoints(run_dir)
     latest = latest_checkpoint(run_dir)
@@ -326,7 +395,7 @@ def prune_checkpoints(run_dir: str | Path, keep_last: int, keep_steps: set[int])
     newest = {c.path for c in remaining[-max(keep_last, 1):]} | ({latest.path} if latest else set())
     for ckpt in remaining:
         if ckpt.path not in newest:
-            drop_optimizer_state(ckpt)
+            to_evaluation(ckpt, kept_dtype)
 
 
 def drop_optimizer_state(ckpt: Checkpoint) -> None:
@@ -334,21 +403,50 @@ def drop_optimizer_state(ckpt: Checkpoint) -> None:
     (ckpt.path / OPTIMIZER_FILE).unlink(missing_ok=True)
 
 
+def to_evaluation(ckpt: Checkpoint, dtype: str = FULL_PRECISION) -> None:
+    """Make ``ckpt`` an evaluation checkpoint with its weights in ``dtype`` (``train.kept_dtype``): the optimizer
+    moments go; weights in another dtype are cast, and the directory is replaced in one rename (state.json then
+    records the new dtype and sha256, so the evaluations' ``fingerprint`` tells the two apart). Weights already
+    cast cannot be restored: asking for float32 again is refused (a run's kept checkpoints share one dtype)."""
+    drop_optimizer_state(ckpt)
+    stored = ckpt.weights_dtype()
+    if stored == dtype:
+        return
+    if stored != FULL_PRECISION:
+        raise CheckpointError(f"{ckpt.path} was kept in {stored} and its {FULL_PRECISION} weights are gone: set "
+                              f"train.kept_dtype={stored} for this run, or restart it with --overwrite")
+    target = getattr(torch, dtype)
+    weights = {k: v.to(target) for k, v in ckpt.weights().items()}
+    state = ckpt.state()
+    with atomic.atomic_path(ckpt.path) as tmp:
+        tmp.mkdir()
+        for f in ckpt.path.iterdir():
+            if f.name not in (WEIGHTS_FILE, "state.json") and f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        _save_weights(weights, tmp / WEIGHTS_FILE, state)
+        (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+
+
 def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Load weights, optimizer moments and RNG state from ``ckpt``; return its state.json.
 
     Every file is read (and checked) before the model or the optimizer is touched, and a damaged one is named.
     """
-    if not (ckpt.path / OPTIMIZER_FILE).exists():
-        raise CheckpointError(_not_resumable(ckpt))
     state = ckpt.state()
+    stored = state.get("weights_dtype", FULL_PRECISION)
+    if stored != FULL_PRECISION:
+        raise CheckpointError(_not_resumable(ckpt, f"{ckpt.path / WEIGHTS_FILE} holds {stored} weights (an "
+                                                   "evaluation checkpoint, see train.kept_dtype): a run resumes "
+                                                   f"only from {FULL_PRECISION} ones"))
+    if not (ckpt.path / OPTIMIZER_FILE).exists():
+        raise CheckpointError(_not_resumable(ckpt, f"{ckpt.path} holds no optimizer state ({OPTIMIZER_FILE})"))
     missing = [key for key in ("loader",) if key not in state]
     if missing:
         raise CheckpointError(f"{ckpt.path / 'state.json'} is damaged: it lacks {missing}")
     device = next(unwrap(model).parameters()).device
     moments = _read(ckpt.path / OPTIMIZER_FILE, lambda f: torch.load(f, map_location=device, weights_only=True))
     rng = _read(ckpt.path / "rng.pt", lambda f: torch.load(f, weights_only=False))
-    _load_weights(ckpt.path / "model.safetensors", model, ckpt.preset())
+    _load_weights(ckpt.path / WEIGHTS_FILE, model, ckpt.preset())
     try:
         optimizer.load_state_dict(moments)
     except (ValueError, KeyError, RuntimeError) as e:
@@ -357,17 +455,24 @@ def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.
     return state
 
 
-def _not_resumable(ckpt: Checkpoint) -> str:
-    """Why ``ckpt`` cannot be resumed (no optimizer moments), and which checkpoint of its run can, if any."""
-    run_dir = ckpt.path.parent.parent
-    resumable = [c for c in list_checkpoints(run_dir)
-                 if c.path != ckpt.path and (c.path / OPTIMIZER_FILE).is_file() and (c.path / "rng.pt").is_file()]
-    head = f"{ckpt.path} holds no optimizer state ({OPTIMIZER_FILE})"
+def _not_resumable(ckpt: Checkpoint, head: str) -> str:
+    """Why ``ckpt`` cannot be resumed (``head``), and which checkpoint of its run can, if any."""
+    resumable = [c for c in list_checkpoints(ckpt.run_dir) if c.path != ckpt.path and _resumable(c)]
     if resumable:
         newest = resumable[-1].path.name
         return (f"{head}; newest resumable checkpoint is {newest}: write '{newest}' into checkpoints/latest to "
                 "resume from it, or pass --overwrite")
     return f"{head}, nor does any other checkpoint of the run: restart it with --overwrite"
+
+
+def _resumable(ckpt: Checkpoint) -> bool:
+    """Whether ``ckpt`` holds what a resume needs: optimizer moments, RNG state, float32 weights."""
+    if not ((ckpt.path / OPTIMIZER_FILE).is_file() and (ckpt.path / "rng.pt").is_file()):
+        return False
+    try:
+        return ckpt.weights_dtype() == FULL_PRECISION
+    except CheckpointError:
+        return False
 
 
 def _rng_state() -> dict[str, Any]:

@@ -33,6 +33,7 @@ from ..storage import atomic, hashing
 from ..storage.locking import run_dir_lock
 from . import provenance
 from .checkpoint import (
+    MASKS_FILE,
     SCHEDULE,
     Checkpoint,
     clean_stale,
@@ -138,9 +139,9 @@ def train(
     (``Checkpoint.schedule``).
 
     ``init_state`` replaces the random init (e.g. a connectome's signed constants); ``masks`` (parameter name ->
-    0/1 tensor) are held fixed: pruned weights are exactly zero at every forward. Both are stored in the
-    checkpoints, so a resumed run needs neither. ``until`` stops after that step with a checkpoint (a
-    time-boxed session); a later ``resume`` continues exactly as if the run had never stopped.
+    0/1 tensor) are held fixed: pruned weights are exactly zero at every forward. Both are stored (the weights in
+    every checkpoint, the masks once in the run folder), so a resumed run needs neither. ``until`` stops after that
+    step with a checkpoint (a time-boxed session); a later ``resume`` continues exactly as if the run had never stopped.
     ``group_lasso`` (an outer-loop generation of the structured criterion) adds ``preset.outer.group_sparsity`` x
     the group lasso over MLP units (``pruning.group_sparsity_penalty``).
 
@@ -305,6 +306,7 @@ def _admit(run_dir: Path, fingerprint: dict[str, Any], *, resume: bool, overwrit
         if restart:
             (run_dir / "checkpoints" / "latest").unlink(missing_ok=True)  # no pointer into a half-removed folder
             atomic.discard(run_dir / "checkpoints")  # one rename: never a half-deleted step_* left behind
+            (run_dir / MASKS_FILE).unlink(missing_ok=True)  # the restarted run stores its own
         if provenance.read(run_dir) != fingerprint:
             provenance.write(run_dir, fingerprint)
     ctx.barrier()
@@ -314,8 +316,8 @@ def _admit(run_dir: Path, fingerprint: dict[str, Any], *, resume: bool, overwrit
 def _save(run_dir, step, model, preset, cfg, optimizer, weight_mask, loader, val_loss, ctx) -> Checkpoint | None:
     """Rank 0 writes the checkpoint of ``step`` and drops rolling ones beyond ``keep_last``; all ranks wait.
 
-    Once the run is complete only its final checkpoint stays resumable: the rolling ones go and the kept steps
-    (evaluation checkpoints) lose their optimizer moments.
+    Once the run is complete only its final checkpoint (float32) stays resumable: the rolling ones go and the kept
+    steps become evaluation checkpoints in ``cfg.kept_dtype`` (no optimizer moments; see ``checkpoint.to_evaluation``).
     """
     ckpt = None
     if ctx.is_main:
@@ -333,4 +335,4 @@ def _save(run_dir, step, model, preset, cfg, optimizer, weight_mask, loader, val
 def _prune(run_dir: Path, step: int, cfg: TrainConfig) -> None:
     """Drop the checkpoints a run at ``step`` no longer needs (see ``_save``)."""
     keep_last = 1 if step == cfg.steps else cfg.keep_last
-    prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps})
+    prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps}, cfg.kept_dtype)

@@ -1,0 +1,177 @@
+"""Evaluation-only kept checkpoints in ``train.kept_dtype`` and masks stored once per run (smoke preset)."""
+import json
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from genprune_nb.config import ConfigError, get_preset, override
+from genprune_nb.data.loader import TokenLoader
+from genprune_nb.data.shards import write_shard
+from genprune_nb.evals.scorer import Request, score
+from genprune_nb.launch import DistContext
+from genprune_nb.model.gpt import GPT
+from genprune_nb.model.lm import validation_loss
+from genprune_nb.training import provenance
+from genprune_nb.training.checkpoint import (
+    MASKS_FILE,
+    WEIGHTS_FILE,
+    Checkpoint,
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    restore_training_state,
+)
+from genprune_nb.training.loop import train
+
+SMOKE = override(get_preset("smoke"), {"train.keep_checkpoints": (5, 10), "train.val_every": 0})
+HALF = override(SMOKE, {"train.kept_dtype": "bfloat16"})
+N = sum(p.numel() for p in GPT(SMOKE.model).parameters())  # 3,244,032 weights, all 2-D
+VAL_LOSS_RTOL = 1e-2  # bf16 rounding of each weight (relative error <= 2^-9); measured: 8e-7 here
+LOGPROB_ATOL_PER_TOKEN = 0.01  # nats per scored token (measured: 1.5e-4 on this 20-step model)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens")
+    rng = np.random.default_rng(0)
+    stream = np.tile(rng.integers(0, 50257, size=97), 200)
+    write_shard(root / "k_train_000000.bin", stream[:15000])
+    write_shard(root / "k_val_000000.bin", stream[15000:])
+    return {"train_files": [root / "k_train_000000.bin"], "val_files": [root / "k_val_000000.bin"]}
+
+
+@pytest.fixture(scope="module")
+def masks():
+    gen = torch.Generator().manual_seed(3)
+    return {n: torch.rand(p.shape, generator=gen) < 0.5 for n, p in GPT(SMOKE.model).named_parameters()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shards, masks):
+    """The same masked run twice: kept steps 5 and 10 in float32, and in bfloat16."""
+    root = tmp_path_factory.mktemp("runs")
+    return {dtype: train(preset, root / dtype, masks=masks, progress=False, **shards).run_dir
+            for dtype, preset in (("float32", SMOKE), ("bfloat16", HALF))}
+
+
+def data_bytes(file) -> int:
+    """Bytes of a safetensors file's tensor data: the file less its 8-byte length and its JSON header."""
+    with open(file, "rb") as f:
+        (header,) = struct.unpack("<Q", f.read(8))
+    return file.stat().st_size - 8 - header
+
+
+def test_kept_dtype_is_validated():
+    with pytest.raises(ConfigError, match="train.kept_dtype must be one of .*'float16'"):
+        override(SMOKE, {"train.kept_dtype": "float16"})
+
+
+def test_kept_dtype_changes_neither_the_fingerprint_nor_the_trained_weights(runs):
+    assert provenance.train_fields(HALF.train) == provenance.train_fields(SMOKE.train)
+    assert "kept_dtype" not in provenance.train_fields(HALF.train)  # fingerprints of existing runs stay the same
+    assert provenance.read(runs["float32"]) == provenance.read(runs["bfloat16"])
+    full, half = (latest_checkpoint(runs[d]) for d in ("float32", "bfloat16"))
+    assert full.step == half.step == 20 and half.weights_dtype() == "float32"  # the final one stays resumable
+    assert full.state()["weights_sha256"] == half.state()["weights_sha256"]
+    assert (half.path / "optimizer.pt").exists()
+
+
+def test_bf16_kept_checkpoints_take_half_the_bytes(runs):
+    for dtype, per_weight in (("float32", 4), ("bfloat16", 2)):
+        ckpts = list_checkpoints(runs[dtype])
+        assert [c.step for c in ckpts] == [5, 10, 20]
+        kept, final = ckpts[:-1], ckpts[-1]
+        assert [c.weights_dtype() for c in kept] == [dtype] * 2
+        assert all(data_bytes(c.path / WEIGHTS_FILE) == per_weight * N for c in kept)
+        assert data_bytes(final.path / WEIGHTS_FILE) == 4 * N
+        assert not any((c.path / "optimizer.pt").exists() for c in kept)
+    full, half = (list_checkpoints(runs[d])[0].path / WEIGHTS_FILE for d in ("float32", "bfloat16"))
+    assert half.stat().st_size / full.stat().st_size == pytest.approx(0.5, abs=1e-3)
+
+
+def test_bf16_kept_checkpoint_loads_as_float32_and_evaluates_like_it(runs, shards):
+    full, half = (Checkpoint(list_checkpoints(runs[d])[1].path) for d in ("float32", "bfloat16"))
+    assert full.step == half.step == 10
+    assert full.fingerprint() != half.fingerprint()  # results of the two are never mixed up
+    a, b = full.load_model().eval(), half.load_model().eval()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert pb.dtype == torch.float32, name
+        assert torch.equal(pb, pa.to(torch.bfloat16).float()), name  # upcast of the rounded weights, exactly
+    cfg = SMOKE.train
+    losses = [validation_loss(m, TokenLoader(shards["val_files"], cfg.micro_batch_size, cfg.seq_len), 4,
+                              DistContext(), "float32") for m in (a, b)]
+    assert losses[1] == pytest.approx(losses[0], rel=VAL_LOSS_RTOL) and losses[0] != losses[1]
+    rng = np.random.default_rng(1)
+    groups = [[Request(tuple(rng.integers(0, 50257, 12).tolist()), tuple(rng.integers(0, 50257, 5).tolist()))
+               for _ in range(4)] for _ in range(3)]  # 3 HellaSwag-like items of 4 endings each
+    with torch.no_grad():
+        scored = [score(m, groups) for m in (a, b)]
+    for items_a, items_b in zip(*scored):
+        for sa, sb in zip(items_a, items_b):
+            assert sa.n_tokens == sb.n_tokens == 5
+            assert abs(sa.logprob - sb.logprob) <= LOGPROB_ATOL_PER_TOKEN * sa.n_tokens
+
+
+def test_resume_from_a_bf16_checkpoint_is_refused(runs, shards, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs["bfloat16"], run)
+    kept = run / "checkpoints" / "step_000010"
+    shutil.copy2(run / "checkpoints" / "step_000020" / "optimizer.pt", kept)  # moments alone do not make it resumable
+    (run / "checkpoints" / "latest").write_text("step_000010\n")
+    with pytest.raises(CheckpointError, match=r"step_000010/model.safetensors holds bfloat16 weights .*resumes only "
+                                              r"from float32.*newest resumable checkpoint is step_000020"):
+        train(HALF, run, resume=True, progress=False, **shards)
+    model = GPT(SMOKE.model)
+    with pytest.raises(CheckpointError, match="holds bfloat16 weights"):
+        restore_training_state(Checkpoint(kept), model, torch.optim.AdamW(model.parameters()))
+
+
+def test_a_bf16_run_does_not_go_back_to_float32_silently(runs, shards, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs["bfloat16"], run)
+    with pytest.raises(CheckpointError, match="step_000005 was kept in bfloat16.*train.kept_dtype=bfloat16"):
+        train(SMOKE, run, resume=True, progress=False, **shards)
+    train(HALF, run, resume=True, progress=False, **shards)  # under its own kept_dtype the finished run resumes
+
+
+def test_masks_are_stored_once_per_run(runs, masks, tmp_path):
+    run = runs["float32"]
+    assert (run / MASKS_FILE).is_file()
+    for ckpt in list_checkpoints(run):
+        assert not (ckpt.path / MASKS_FILE).exists()
+        loaded = ckpt.masks()
+        assert loaded.keys() == masks.keys()
+        assert all(loaded[n].dtype == torch.bool and torch.equal(loaded[n], masks[n]) for n in masks)
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    changed = {n: m.to(torch.uint8) for n, m in masks.items()}
+    first = next(iter(changed))
+    changed[first][0, 0] = 1 - changed[first][0, 0]
+    save_file(changed, str(copy / MASKS_FILE))
+    with pytest.raises(CheckpointError, match="holds other masks than step_000005"):
+        list_checkpoints(copy)[0].masks()
+    (copy / MASKS_FILE).unlink()
+    with pytest.raises(CheckpointError, match=f"{MASKS_FILE} is missing"):
+        list_checkpoints(copy)[0].masks()
+
+
+def test_a_checkpoint_with_its_own_masks_still_loads_and_resumes(runs, masks, shards, tmp_path):
+    """The format before masks were stored once: ``masks.safetensors`` (uint8) in every step directory."""
+    run = tmp_path / "old"
+    train(SMOKE, run, masks=masks, until=7, progress=False, **shards)
+    (run / MASKS_FILE).unlink()
+    for ckpt in list_checkpoints(run):
+        save_file({n: m.to(torch.uint8) for n, m in masks.items()}, str(ckpt.path / MASKS_FILE))
+        state = ckpt.state()
+        del state["masks_sha256"], state["weights_dtype"]
+        (ckpt.path / "state.json").write_text(json.dumps(state))
+    ckpt = latest_checkpoint(run)
+    assert ckpt.weights_dtype() == "float32" and all(torch.equal(ckpt.masks()[n], masks[n]) for n in masks)
+    resumed = train(SMOKE, run, resume=True, progress=False, **shards)  # the masks come from the old checkpoint
+    straight = latest_checkpoint(runs["float32"]).weights()
+    final = latest_checkpoint(resumed.run_dir).weights()
+    assert all(torch.equal(final[n], straight[n]) for n in straight)
