@@ -120,13 +120,17 @@ class TrainConfig:
     shuffle: bool = False  # visit each shard's batches in a seeded order (sequential, as DESIGN.md §4, if False)
     compile: bool = False  # torch.compile, CUDA only
     autocast_dtype: str = "bfloat16"  # CUDA autocast; CPU runs in fp32
+    # positions per chunk of the training and validation loss (model.chunked_loss: the [micro batch x seq_len, vocab]
+    # logits never exist whole); 0: the plain head and cross-entropy. The same loss up to fp rounding.
+    loss_chunk: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "micro_batch_size", "seq_len", "steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "decay_steps", "val_every", "checkpoint_every", "val_tokens", "keep_last"):
+        for name in ("warmup_steps", "decay_steps", "val_every", "checkpoint_every", "val_tokens", "keep_last",
+                     "loss_chunk"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"train.{name} must be a non-negative integer, got {value!r}")

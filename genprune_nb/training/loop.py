@@ -84,7 +84,7 @@ def train_step(
         last = micro == accum - 1
         with contextlib.nullcontext() if last or not ctx.distributed else net.no_sync():
             with autocast_context(ctx.device, cfg.autocast_dtype):
-                logits, loss = net(x, y)
+                logits, loss = net(x, y, loss_chunk=cfg.loss_chunk if teacher is None else 0)  # a teacher reads logits
                 objective = (teacher.objective(x, logits, loss) if teacher is not None else loss) / accum
             if penalty is not None and last:
                 objective = objective + penalty()
@@ -233,7 +233,7 @@ def train(
     stop = min(until, cfg.steps) if until is not None else cfg.steps
     if not resumed and 0 in keep:  # the starting point, for curves from iteration 0 (a resumed run has it)
         if val_batches:
-            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.loss_chunk)
             log.append({"step": 0, "tokens": 0, "val_loss": val_loss})
         last = _save(run_dir, 0, model, preset, cfg, optimizer, weight_mask, train_loader, val_loss, ctx)
     for step in range(start, stop):
@@ -263,7 +263,7 @@ def train(
             shown["loss"] = f"{train_loss:.3f}"
             bar.set_postfix(shown, refresh=False)
         if (cfg.val_every and done % cfg.val_every == 0) or (done == cfg.steps and val_batches):
-            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype)
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.loss_chunk)
             log.append({"step": done, "tokens": done * cfg.tokens_per_step, "val_loss": val_loss})
             shown["val"] = f"{val_loss:.3f}"
             bar.set_postfix(shown, refresh=False)
