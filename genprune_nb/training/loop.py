@@ -76,7 +76,8 @@ def train_step(
     Gradients are synchronised across ranks on the last micro-step only; pruned entries are masked out of the
     gradient before clipping and re-zeroed after the step. ``penalty()`` (a regulariser of the weights, fp32) is
     added once per step, to the last micro-step's loss. With a ``teacher`` each micro-batch's loss is its
-    distillation objective (``distill.Teacher.objective``). Returns (summed micro-batch cross-entropy, gradient norm).
+    distillation objective (``distill.Teacher.objective``; it reads the student's logits, so only without one is the
+    loss taken ``cfg.loss_chunk`` positions at a time). Returns (summed micro-batch cross-entropy, gradient norm).
     """
     loss_sum = torch.zeros((), device=ctx.device)
     for micro in range(accum):
@@ -84,7 +85,7 @@ def train_step(
         last = micro == accum - 1
         with contextlib.nullcontext() if last or not ctx.distributed else net.no_sync():
             with autocast_context(ctx.device, cfg.autocast_dtype):
-                logits, loss = net(x, y, loss_chunk=cfg.loss_chunk if teacher is None else 0)  # a teacher reads logits
+                logits, loss = net(x, y, loss_chunk=cfg.loss_chunk if teacher is None else 0)
                 objective = (teacher.objective(x, logits, loss) if teacher is not None else loss) / accum
             if penalty is not None and last:
                 objective = objective + penalty()
