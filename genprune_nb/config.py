@@ -126,13 +126,18 @@ class TrainConfig:
     # dtype of the kept checkpoints (``keep_checkpoints``) once they serve evaluations only; the resumable ones stay
     # float32 (``checkpoint.to_evaluation``). bfloat16 halves their weights on disk
     kept_dtype: str = "float32"
+    # positions per chunk of the training and validation loss (model.chunked_loss: the [micro batch x seq_len, vocab]
+    # logits never exist whole); 0: the plain head and cross-entropy. The same loss up to fp rounding; at the tiny and
+    # cpu presets' shapes on CPU a fraction of the plain path's peak memory and no slower (bench/chunked_loss.py).
+    loss_chunk: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "micro_batch_size", "seq_len", "steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "decay_steps", "val_every", "checkpoint_every", "val_tokens", "keep_last"):
+        for name in ("warmup_steps", "decay_steps", "val_every", "checkpoint_every", "val_tokens", "keep_last",
+                     "loss_chunk"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"train.{name} must be a non-negative integer, got {value!r}")

@@ -1,5 +1,6 @@
 """genprune plan: every number against a hand computation on the smoke preset, the activation formula against the
 tensors autograd saves, the connectome formula against the codec, and the command line."""
+import dataclasses
 import json
 import math
 
@@ -33,11 +34,13 @@ def test_weights_and_flops_by_hand():
 
 
 def test_memory_by_hand():
-    mem = P.training_memory(SMOKE, SMOKE.train, H100, gpus=1)
+    plain = dataclasses.replace(SMOKE.train, loss_chunk=0)
+    mem = P.training_memory(SMOKE, plain, H100, gpus=1)
     layer = 8 * 32 + 16 * 2 * 32 + 4 * 2 + 8  # fp32 residuals, bf16 tensors, log-sum-exp, norm statistics
     head = 4 * 32 + 4 + 2 * 32 + 4 * 50_304 + 16
-    assert P.activation_bytes_per_token(SMOKE, SMOKE.train, H100) == {"layers": 2 * layer, "head": head,
-                                                                      "head_backward": 12 * 50_304}
+    assert P.activation_bytes_per_token(SMOKE, plain, H100) == {"layers": 2 * layer, "head": head,
+                                                                "head_backward": 12 * 50_304}
+    assert mem["loss chunk (logits of one, head gradient)"] == 0
     assert mem["weights (fp32)"] == mem["gradients (fp32)"] == 4 * N
     assert mem["AdamW moments (2 x fp32)"] == 8 * N
     assert mem["masks (fp32, as WeightMask holds them)"] == 4 * N
@@ -46,6 +49,11 @@ def test_memory_by_hand():
     assert mem["activations"] == 4 * 64 * (2 * layer + head + 12 * 50_304)
     assert mem["CUDA context and workspaces"] == P.GiB
     assert mem["total"] == sum(v for k, v in mem.items() if k != "total")
+    chunked = P.training_memory(SMOKE, dataclasses.replace(plain, loss_chunk=100), H100, gpus=1)
+    assert chunked["activations"] == 4 * 64 * (2 * layer + 8 * 32 + 4 + 16)  # h's fp32 gradient, not the log-probs
+    assert chunked["loss chunk (logits of one, head gradient)"] == 100 * 50_304 * (4 + 2) + 4 * 50_304 * 32
+    whole = P.training_memory(SMOKE, dataclasses.replace(plain, loss_chunk=10_000), H100, gpus=1)  # one chunk of 256
+    assert whole["loss chunk (logits of one, head gradient)"] == 256 * 50_304 * (4 + 2) + 4 * 50_304 * 32
     two = P.training_memory(SMOKE, SMOKE.train, H100, gpus=2, masked=False)
     assert two["DDP gradient buckets (fp32)"] == 4 * N and two["masks (fp32, as WeightMask holds them)"] == 0
     no_flash = P.activation_bytes_per_token(SMOKE, SMOKE.train, H100, flash=False)
@@ -55,11 +63,11 @@ def test_memory_by_hand():
     assert P.activation_bytes_per_token(SMOKE, SMOKE.train, P.get_gpu("cpu"))["layers"] == 2 * (8 * 32 + 64 * 32 + 16)
 
 
-def _saved_bytes_per_token(n_layer: int, batch: int = 2, seq: int = 64) -> float:
+def _saved_bytes_per_token(n_layer: int, loss_chunk: int, batch: int = 2, seq: int = 64) -> float:
     """Bytes autograd saves per token for one forward of a small bytes-vocabulary GPT under bf16 autocast (CPU), the
-    weights' own storage and their bf16 copies left out."""
+    weights' own storage and their bf16 copies left out (and the chunked loss's fp32 head gradient, not per token)."""
     preset = override(get_preset("cpu"), {"model.n_layer": n_layer, "model.n_embd": 64, "model.n_head": 4,
-                                          "model.block_size": seq})
+                                          "model.block_size": seq, "train.loss_chunk": loss_chunk})
     model = GPT(preset.model, seed=0)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     saved = {}
@@ -72,14 +80,16 @@ def _saved_bytes_per_token(n_layer: int, batch: int = 2, seq: int = 64) -> float
 
     x = torch.randint(0, 256, (batch, seq))
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(x, x)
-    weight_copies = 2 * (n_layer * 12 * 64 ** 2 + preset.model.vocab_size * 64)
+        model(x, x, loss_chunk=loss_chunk)
+    head_weight = 4 * preset.model.vocab_size * 64 if loss_chunk else 2 * preset.model.vocab_size * 64
+    weight_copies = 2 * n_layer * 12 * 64 ** 2 + head_weight
     return (sum(saved.values()) - weight_copies) / (batch * seq), preset
 
 
-def test_activation_formula_matches_what_autograd_saves():
-    one, preset = _saved_bytes_per_token(1)
-    three, _ = _saved_bytes_per_token(3)
+@pytest.mark.parametrize("loss_chunk", [0, 48])
+def test_activation_formula_matches_what_autograd_saves(loss_chunk):
+    one, preset = _saved_bytes_per_token(1, loss_chunk)
+    three, _ = _saved_bytes_per_token(3, loss_chunk)
     formula = P.activation_bytes_per_token(override(preset, {"train.seq_len": 64}), preset.train, H100)
     assert (three - one) / 2 == pytest.approx(formula["layers"] / preset.model.n_layer, rel=0.02)
     assert one - (three - one) / 2 == pytest.approx(formula["head"], rel=0.02)
@@ -164,7 +174,7 @@ def test_tokens_from_shard_headers_and_the_catalog(tmp_path):
 
 
 def test_micro_batch_that_fits():
-    paper = get_preset("gpt2-124m")
+    paper = override(get_preset("gpt2-124m"), {"train.loss_chunk": 0, "inner_train.loss_chunk": 0})  # whole logits
     assert P.micro_batches(paper.train, 8) == [64, 32, 16, 8, 4, 2, 1]
     assert P.micro_batches(override(paper, {"train.batch_size": 12}).train, 8) == []
     big = override(paper, {"train.micro_batch_size": 64})
@@ -176,6 +186,10 @@ def test_micro_batch_that_fits():
     total = P.training_memory(paper, paper.train, H100, 1, micro_batch=32)["total"]
     assert P.fitting_micro_batch(paper, paper.train, P.GPU("x", math.ceil(total / 0.9) + 1, "H100"), 1) == 32
     assert P.fitting_micro_batch(paper, paper.train, P.GPU("x", math.floor(total / 0.9) - 1, "H100"), 1) == 16
+    chunked = get_preset("gpt2-124m")  # the chunked loss by default: a quarter of the head's memory per token
+    assert chunked.train.loss_chunk and P.fitting_micro_batch(chunked, chunked.train, H100, 1) == 128
+    assert P.plan_study(override(chunked, {"train.micro_batch_size": 64}), gpus=1, gpu="h100").micro_batch.loc[
+        "outer generation", "fits"]
 
 
 def test_launch_commands():
@@ -216,7 +230,8 @@ def test_cli_plan_of_the_paper_preset(gpus, capsys):
 
 
 def test_cli_plan_warns_and_refuses(capsys):
-    assert main(["plan", "--preset", "gpt2-124m", "--set", "train.micro_batch_size=64"]) == 0
+    whole_logits = ["--set", "train.micro_batch_size=64", "--set", "train.loss_chunk=0"]
+    assert main(["plan", "--preset", "gpt2-124m", *whole_logits]) == 0
     assert "warning: outer generation:" in capsys.readouterr().out
     assert main(["plan", "--preset", "gpt2-124m", "--gpu", "tpu"]) == 2
     assert "unknown --gpu 'tpu'; choose one of h100, h200" in capsys.readouterr().err

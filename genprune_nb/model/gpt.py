@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .chunked_loss import linear_cross_entropy
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -123,17 +124,22 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         *,
         return_hidden: bool = False,
+        loss_chunk: int = 0,
     ):
         """Logits [B, T, V] (fp32) and the mean cross-entropy if ``targets`` is given (-1 entries ignored).
 
         With ``return_hidden=True`` a third element lists the residual stream after the embedding and after
-        every block (``n_layer + 1`` tensors [B, T, C]; the last one precedes the final norm).
+        every block (``n_layer + 1`` tensors [B, T, C]; the last one precedes the final norm). With ``targets`` and
+        ``loss_chunk`` > 0 the loss is taken ``loss_chunk`` positions at a time (``chunked_loss``) and the logits,
+        never made whole, are None.
         """
         hidden = self.hidden_states(idx)
-        logits = self.lm_head(rms_norm(hidden[-1], self.config.norm_eps)).float()
+        x = rms_norm(hidden[-1], self.config.norm_eps)
+        logits = self.lm_head(x).float() if targets is None or not loss_chunk else None
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1) \
+                if logits is not None else linear_cross_entropy(x, self.lm_head.weight, targets, loss_chunk)
         return (logits, loss, hidden) if return_hidden else (logits, loss)
 
     def hidden_states(

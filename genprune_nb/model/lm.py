@@ -106,8 +106,10 @@ def autocast_context(device: torch.device, dtype: str, cpu: bool = False) -> con
 def validation_loss(
     model: nn.Module, loader: TokenLoader, n_batches: int, ctx: DistContext, dtype: str = "bfloat16",
     autocast_cpu: bool = False,
+    loss_chunk: int = 0,
 ) -> float:
-    """Mean loss over the first ``n_batches`` batches of ``loader`` (from its start), averaged over ranks."""
+    """Mean loss over the first ``n_batches`` batches of ``loader`` (from its start), averaged over ranks;
+    ``loss_chunk`` > 0 takes it that many positions at a time (``GPT.forward``)."""
     was_training = model.training
     model.eval()
     loader.reset()
@@ -115,7 +117,7 @@ def validation_loss(
     for _ in range(n_batches):
         x, y = (t.to(ctx.device, non_blocking=True) for t in loader.next_batch())
         with autocast_context(ctx.device, dtype, autocast_cpu):
-            _, loss = model(x, y)
+            _, loss = model(x, y, loss_chunk=loss_chunk)
         total += loss.float()
     model.train(was_training)
     return ctx.all_reduce_mean(total / n_batches).item()

@@ -12,8 +12,12 @@ prints them). Every number is a formula of the preset, stated where it is comput
   GELU outputs 9bC; the fp32 log-sum-exp 4h; norm statistics 8), plus ``2bhT`` without it (the math backend keeps
   scores and probabilities). The head keeps the final norm's input and rstd, its bf16 input and the fp32 log-probs
   (``4C + 4 + bC + 4V``) plus the ids and targets (16); at the start of backward 12V more are alive (the fp32
-  logits ``train_step`` holds, the gradients of log-probs and of logits). These were checked by counting the
-  tensors autograd saves (CPU, bf16 autocast, eager and ``torch.compile``: the same per layer), not on a GPU.
+  logits ``train_step`` holds, the gradients of log-probs and of logits). With ``train.loss_chunk``
+  (``model.chunked_loss``) the head keeps the final norm's input and rstd, the fp32 gradient of its output and the
+  ids and targets instead (``8C + 4 + 16``), nothing more at the start of backward, and one chunk's logits (fp32,
+  and under autocast their gradients in its dtype: ``4V`` or ``(4 + b)V`` per row of the chunk) and the head
+  weight's fp32 gradient (4VC) beside them. These were checked by counting the tensors autograd saves (CPU, bf16
+  autocast, eager and ``torch.compile``: the same per layer; the chunked head eager), not on a GPU.
   A run fits when the total, plus 1 GiB of CUDA context and workspaces, is within ``1 - margin`` of the GPU.
 - Time: tokens x ``flops_per_token`` / (MFU x peak bf16 FLOP/s x GPUs); validation passes count as forward-only
   (a third of the training FLOPs per token). Default MFU 0.27 (modded-nanogpt's AdamW record; llm.c's GPT-2 124M
@@ -133,11 +137,23 @@ def activation_dtype_bytes(schedule: TrainConfig, gpu: GPU) -> int:
 
 def activation_bytes_per_token(preset: Preset, schedule: TrainConfig, gpu: GPU, flash: bool = True) -> dict[str, int]:
     """Bytes held for backward per token (see the module docstring): ``layers`` (all blocks), ``head`` (saved)
-    and ``head_backward`` (alive at the start of backward only)."""
+    and ``head_backward`` (alive at the start of backward only); the chunked loss's when ``schedule.loss_chunk``."""
     m, b, T = preset.model, activation_dtype_bytes(schedule, gpu), schedule.seq_len
     C, h, V = m.n_embd, m.n_head, m.vocab_size
     layer = 8 * C + 16 * b * C + 4 * h + 8 + (0 if flash else 2 * b * h * T)
+    if schedule.loss_chunk:
+        return {"layers": m.n_layer * layer, "head": 8 * C + 4 + 16, "head_backward": 0}
     return {"layers": m.n_layer * layer, "head": 4 * C + 4 + b * C + 4 * V + 16, "head_backward": 12 * V}
+
+
+def loss_chunk_bytes(preset: Preset, schedule: TrainConfig, gpu: GPU, micro_batch: int) -> int:
+    """Bytes the chunked loss holds besides the per-token ones: one chunk's logits and their gradients, the head
+    weight's fp32 gradient (see the module docstring); 0 with the plain loss."""
+    if not schedule.loss_chunk:
+        return 0
+    m, b = preset.model, activation_dtype_bytes(schedule, gpu)
+    rows = min(schedule.loss_chunk, micro_batch * schedule.seq_len)
+    return rows * m.vocab_size * (4 + (b if b < 4 else 0)) + 4 * m.vocab_size * m.n_embd
 
 
 def training_memory(preset: Preset, schedule: TrainConfig, gpu: GPU, gpus: int, *, masked: bool = True,
@@ -155,6 +171,7 @@ def training_memory(preset: Preset, schedule: TrainConfig, gpu: GPU, gpus: int, 
         "bf16 weight copies (autocast)": 2 * matmul_weights(preset.model)
         if activation_dtype_bytes(schedule, gpu) == 2 else 0,
         "activations": micro * schedule.seq_len * sum(per_token.values()),
+        "loss chunk (logits of one, head gradient)": loss_chunk_bytes(preset, schedule, gpu, micro),
         "CUDA context and workspaces": CUDA_OVERHEAD if gpu.is_cuda else 0,
     }
     return {**parts, "total": sum(parts.values())}

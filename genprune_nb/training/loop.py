@@ -77,7 +77,8 @@ def train_step(
     Gradients are synchronised across ranks on the last micro-step only; pruned entries are masked out of the
     gradient before clipping and re-zeroed after the step. ``penalty()`` (a regulariser of the weights, fp32) is
     added once per step, to the last micro-step's loss. With a ``teacher`` each micro-batch's loss is its
-    distillation objective (``distill.Teacher.objective``). Returns (summed micro-batch cross-entropy, gradient norm).
+    distillation objective (``distill.Teacher.objective``; it reads the student's logits, so only without one is the
+    loss taken ``cfg.loss_chunk`` positions at a time). Returns (summed micro-batch cross-entropy, gradient norm).
     """
     loss_sum = torch.zeros((), device=ctx.device)
     for micro in range(accum):
@@ -85,7 +86,7 @@ def train_step(
         last = micro == accum - 1
         with contextlib.nullcontext() if last or not ctx.distributed else net.no_sync():
             with autocast_context(ctx.device, cfg.autocast_dtype, cfg.autocast_cpu):
-                logits, loss = net(x, y)
+                logits, loss = net(x, y, loss_chunk=cfg.loss_chunk if teacher is None else 0)
                 objective = (teacher.objective(x, logits, loss) if teacher is not None else loss) / accum
             if penalty is not None and last:
                 objective = objective + penalty()
@@ -234,7 +235,8 @@ def train(
     stop = min(until, cfg.steps) if until is not None else cfg.steps
     if not resumed and 0 in keep:  # the starting point, for curves from iteration 0 (a resumed run has it)
         if val_batches:
-            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.autocast_cpu)
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.autocast_cpu,
+                                       cfg.loss_chunk)
             log.append({"step": 0, "tokens": 0, "val_loss": val_loss})
         last = _save(run_dir, 0, model, preset, cfg, optimizer, weight_mask, train_loader, val_loss, ctx)
     for step in range(start, stop):
@@ -264,7 +266,8 @@ def train(
             shown["loss"] = f"{train_loss:.3f}"
             bar.set_postfix(shown, refresh=False)
         if (cfg.val_every and done % cfg.val_every == 0) or (done == cfg.steps and val_batches):
-            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.autocast_cpu)
+            val_loss = validation_loss(net, val_loader, val_batches, ctx, cfg.autocast_dtype, cfg.autocast_cpu,
+                                       cfg.loss_chunk)
             log.append({"step": done, "tokens": done * cfg.tokens_per_step, "val_loss": val_loss})
             shown["val"] = f"{val_loss:.3f}"
             bar.set_postfix(shown, refresh=False)

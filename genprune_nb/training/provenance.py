@@ -26,9 +26,10 @@ FINGERPRINT_FILE = "fingerprint.json"
 # Train fields that change what is logged, validated or kept, never the weights a run reaches at a given step.
 # (Validation reads its own loader and no random state, so its cadence leaves training untouched; ``compile``
 # changes kernels, not the recipe, like the device or thread count, which are not recorded either; ``kept_dtype``
-# casts only checkpoints no run resumes from, see ``checkpoint.to_evaluation``.)
+# casts only checkpoints no run resumes from, see ``checkpoint.to_evaluation``; ``loss_chunk`` only reorders the
+# head's sums: the same loss and gradients up to fp rounding, ``chunked_loss``.)
 NOT_RESULT_FIELDS = ("log_every", "val_every", "checkpoint_every", "keep_checkpoints", "keep_last", "compile",
-                     "kept_dtype")
+                     "kept_dtype", "loss_chunk")
 
 _HOW_OUT = ("pass --overwrite to restart that run from scratch (its checkpoints and metrics are removed), "
             "or use another run folder (--run-dir for train, --run-root for outer / inner)")
