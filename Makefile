@@ -1,15 +1,15 @@
-# The two commands (README): `make demo` runs the main job on the tiny preset, `make test` runs the tests.
+# The two commands (README): `make demo` runs the main job on the cpu preset, `make test` runs the tests.
 # Each creates or reuses the virtual environment .venv and installs what it needs.
 #   TORCH_SPEC  torch requirement installed first (default: the CPU wheel torch==2.13.0; GPU users pass their own,
 #               e.g. make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128")
-#   PRESET      preset of `make demo` (default tiny)
+#   PRESET      preset of `make demo` (default cpu: the science on 2 CPU cores; tiny: the GPT-2 pipeline walkthrough)
 #   GENPRUNE_DATA_DIR  where the data catalog looks for external data (default: ../shared/data/external if present;
 #               missing data sets are downloaded on first use into its first writable entry or data/external)
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev
-PRESET ?= tiny
+PRESET ?= cpu
 # the checkout's sibling shared/ folder if present; datasets missing from it are downloaded into data/external
 GENPRUNE_DATA_DIR ?= $(wildcard $(abspath $(CURDIR)/../shared/data/external))
 export GENPRUNE_DATA_DIR
