@@ -17,7 +17,7 @@ import pandas as pd
 from ..config import PAPER_PRESET, Preset, get_preset
 from ..stats import mean_se
 from ..study import curves as study_curves
-from ..study.conditions import condition_order
+from ..study.conditions import BASELINE, condition_order
 from ..study.generations import parse_condition
 from ..study.layout import StudyLayout
 from ..study.results import COLUMNS as RESULT_COLUMNS
@@ -140,7 +140,7 @@ def _mean_curve(curves: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarr
 def effective_data_multiplier(
     curves: pd.DataFrame,
     condition: str = "Connectome",
-    baseline: str = "NoConnectome",
+    baseline: str = BASELINE,
     milestones: Sequence[float] | None = None,
     metric: str = "val_loss",
     *,

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.efficiency import require_columns
+from ..study.conditions import BASELINE
 from .plots import condition_palette
 
 
@@ -17,7 +18,7 @@ def _error(part: pd.DataFrame, value: str) -> np.ndarray:
     return np.nan_to_num(np.vstack([mean - low, high - mean]))
 
 
-def plot_bandwidth(summary: pd.DataFrame, *, baseline: str = "NoConnectome",
+def plot_bandwidth(summary: pd.DataFrame, *, baseline: str = BASELINE,
                    title: str = "What a wider channel from the outer loop buys") -> plt.Figure:
     """Two panels against bits transmitted (log x): final inner val loss and the effective data multiplier, each
     condition's mean over seeds with its 95% t-interval (``analysis.bandwidth.bandwidth_summary``). The baseline

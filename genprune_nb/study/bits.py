@@ -26,6 +26,7 @@ import torch
 from ..config import Preset
 from ..connectome.wiring import Connectome
 from ..stats import binary_entropy
+from .conditions import BASELINE
 from .generations import parse_condition
 from .layout import StudyLayout
 from .transmission import final_outer_checkpoint, teacher_checkpoint
@@ -68,7 +69,7 @@ def connectome_file_bits(path: str | Path) -> int:
 def bits_transmitted(preset: Preset, study: StudyLayout, condition: str) -> Transmitted:
     """The bits ``condition`` receives from ``study``'s outer loop (see the module docstring)."""
     base, criterion = parse_condition(condition, preset.outer.criterion)
-    if base == "NoConnectome":
+    if base == BASELINE:
         return Transmitted(condition, 0.0, 0)
     if base == "Distilled":
         weights = teacher_checkpoint(preset, study, criterion).weights()

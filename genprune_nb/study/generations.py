@@ -40,7 +40,7 @@ from ..storage.locking import folder_lock
 from ..training import provenance
 from ..training.checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
 from ..training.loop import recipe_differences, train
-from .conditions import CONDITION_BASES, CONDITIONS, TRANSMISSION_CONDITIONS
+from .conditions import BASELINE, CONDITION_BASES, CONDITIONS, TRANSMISSION_CONDITIONS
 from .curves import val_loss_rows
 from .layout import PAPER_CRITERION, StudyLayout
 from .model_refs import ModelRef
@@ -308,7 +308,7 @@ def parse_condition(condition: str, default_criterion: str = PAPER_CRITERION) ->
         raise ValueError(f"unknown inner-loop condition {condition!r}; choose from {', '.join(CONDITION_BASES)}, "
                          f"optionally with a pruning criterion, e.g. 'Connectome[attribution]'")
     base, criterion = match.group(1), match.group(2)
-    if base == "NoConnectome":
+    if base == BASELINE:
         if criterion:
             raise ValueError(f"condition {condition!r}: NoConnectome has no connectome, hence no criterion")
         return base, None
@@ -332,7 +332,7 @@ def condition_start(
     if base in TRANSMISSION_CONDITIONS:
         raise ValueError(f"condition {condition!r} starts from the study's outer loop: see "
                          "transmission.transmission_start")
-    if base == "NoConnectome":
+    if base == BASELINE:
         return GPT(preset.model, seed=seed).state_dict(), None
     if connectome is None:
         raise ValueError(f"condition {condition!r} needs a connectome; run the outer loop first")

@@ -51,6 +51,7 @@ from ..data.shards import ShardError, find_shards, read_header
 from ..errors import GenpruneError
 from ..model.gpt import PEAK_FLOPS, flops_per_token, matmul_weights
 from ..stats import binary_entropy
+from .conditions import BASELINE
 from .generations import inner_keep_steps, parse_condition
 
 GiB = 2 ** 30
@@ -305,7 +306,7 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
                      1 + (g == G - 1), math.ceil(n_masked * connectome_bits_per_weight(density) / 8)))
     kept_inner = len(inner_keep_steps(preset))
     for condition in preset.inner.conditions:
-        is_masked = parse_condition(condition, outer.criterion)[0] != "NoConnectome"
+        is_masked = parse_condition(condition, outer.criterion)[0] != BASELINE
         runs = len(preset.inner.seeds)
         rows.append(("inner", f"{condition}: {kept_inner - 1} kept checkpoints per run ({inner.kept_dtype}) x {runs} "
                               "runs", (kept_inner - 1) * runs,
@@ -414,7 +415,7 @@ class Plan:
 def _run_kinds(preset: Preset) -> dict[str, tuple[TrainConfig, bool]]:
     """Schedule and whether it holds masks, per run kind (masks: any generation after the first, any inner
     condition but NoConnectome)."""
-    inner_masked = any(parse_condition(c, preset.outer.criterion)[0] != "NoConnectome"
+    inner_masked = any(parse_condition(c, preset.outer.criterion)[0] != BASELINE
                        for c in preset.inner.conditions)
     return {"outer generation": (preset.train, preset.outer.generations > 1),
             "inner run": (preset.inner_train, inner_masked)}

@@ -228,8 +228,8 @@ def train(
     val_loss = val_loss_at_start
     shown: dict[str, str] = {}
     last = ckpt if resumed else None
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {run_dir.name}", disable=not (progress and ctx.is_main),
-               dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start, desc=f"train {run_dir.parent.name}/{run_dir.name}",  # Connectome/seed_0
+               disable=not (progress and ctx.is_main), dynamic_ncols=True)
     t0 = time.perf_counter()
     model.train()
     stop = min(until, cfg.steps) if until is not None else cfg.steps
