@@ -356,8 +356,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "cpu",
-            "the science on 2 CPU cores: a byte-level GPT on the English prose corpus, the whole study (6 generations, "
-            "3 conditions x 5 seeds, evaluations) in about 30 minutes",
+            "the science on 2 CPU cores (make demo): a byte-level GPT on the English prose corpus, the whole study (6 "
+            "generations, 3 conditions x 5 seeds, evaluations, criteria, outer-budget sweep, bandwidth) in ~38 minutes",
             ModelConfig(n_layer=4, n_head=4, n_embd=128, block_size=256, tokenizer="bytes",
                         vocab_size=padded_vocab("bytes")),
             # loss_chunk=0: a 320-row head's logits are small, chunking saves neither memory nor time here
