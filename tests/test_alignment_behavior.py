@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from genprune_nb.alignment.behavior import (
+    BASELINE,
     TASK,
     bootstrap_ci,
     ceiling,
     compare_fits,
     compare_regressions,
+    distinct,
     final_scores,
     heldout_gain,
     log_frequency,
@@ -136,6 +138,19 @@ def test_regression_gain_by_hand():
     both = compare_fits({"x": fit, "y": fit})
     assert list(both.columns) == ["x", "y"] and both.loc["surprisal", "y"] == fit.full.params["surprisal"]
     assert both.loc["delta_loglik", "x"] == fit.delta_loglik and both.loc["n", "x"] == 285
+
+
+def test_a_predictor_that_copies_another_is_left_out(recwarn):
+    # the bytes tokenizer: a word's n_tokens is its length, so the two columns are one predictor
+    rts, s = _synthetic()
+    frame = predictors(rts, s, Counter({"the": 50, "a": 40, "cat": 5, "window": 3}))
+    frame["n_tokens"] = frame["length"]
+    assert distinct(frame, ["length", "n_tokens", "position"]) == ["length", "position"]
+    fit = regress(frame)
+    assert "n_tokens" not in set(fit.table()["term"]) and "length" in set(fit.table()["term"])
+    assert not [w for w in recwarn if "rank" in str(w.message).lower()]  # statsmodels' rank-deficiency warning
+    reduced = regress(frame, [c for c in BASELINE if c != "n_tokens"])
+    assert fit.delta_loglik == pytest.approx(reduced.delta_loglik)
 
 
 def test_score_rows_and_brainscore():

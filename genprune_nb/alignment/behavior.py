@@ -263,9 +263,21 @@ class Regression:
         return pd.DataFrame(rows)
 
 
+def distinct(data: pd.DataFrame, baseline: Sequence[str]) -> list[str]:
+    """The baseline predictors without exact copies of an earlier one: under the ``bytes`` tokenizer a word's
+    ``n_tokens`` is its ``length`` (ASCII words), and an OLS on both has no unique coefficients."""
+    kept: list[str] = []
+    for name in baseline:
+        if not any(data[name].equals(data[other]) for other in kept):
+            kept.append(name)
+    return kept
+
+
 def regress(frame: pd.DataFrame, baseline: Sequence[str] = BASELINE) -> Regression:
-    """Fit both OLS models (in sample) to the rows of :func:`predictors` where every predictor is finite."""
+    """Fit both OLS models (in sample) to the rows of :func:`predictors` where every predictor is finite (a
+    predictor that copies an earlier one is left out: :func:`distinct`)."""
     data = _complete(frame, baseline)
+    baseline = distinct(data, baseline)
     base = sm.OLS(data["rt"], sm.add_constant(data[list(baseline)])).fit()
     full = sm.OLS(data["rt"], sm.add_constant(data[[*baseline, "surprisal"]])).fit()
     return Regression(base, full)
@@ -311,6 +323,7 @@ def heldout_gain(
     (``np.random.default_rng(seed)``) and take the central ``level`` quantiles.
     """
     data = _complete(frame, baseline)
+    baseline = distinct(data, baseline)
     folds = max(2, min(folds, len(data) // 2))
     if len(data) - -(-len(data) // folds) <= len(baseline) + 2:
         raise ValueError(f"{len(data)} complete rows are too few for {folds}-fold regressions on "
