@@ -135,11 +135,12 @@ class GPT(nn.Module):
         """
         hidden = self.hidden_states(idx)
         x = rms_norm(hidden[-1], self.config.norm_eps)
-        logits = self.lm_head(x).float() if targets is None or not loss_chunk else None
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1) \
-                if logits is not None else linear_cross_entropy(x, self.lm_head.weight, targets, loss_chunk)
+        if targets is not None and loss_chunk:
+            logits, loss = None, linear_cross_entropy(x, self.lm_head.weight, targets, loss_chunk)
+        else:
+            logits = self.head(x)
+            loss = None if targets is None else F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
+                                                                ignore_index=-1)
         return (logits, loss, hidden) if return_hidden else (logits, loss)
 
     def hidden_states(

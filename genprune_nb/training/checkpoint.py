@@ -433,7 +433,7 @@ def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.
     Every file is read (and checked) before the model or the optimizer is touched, and a damaged one is named.
     """
     state = ckpt.state()
-    stored = state.get("weights_dtype", FULL_PRECISION)
+    stored = ckpt.weights_dtype()
     if stored != FULL_PRECISION:
         raise CheckpointError(_not_resumable(ckpt, f"{ckpt.path / WEIGHTS_FILE} holds {stored} weights (an "
                                                    "evaluation checkpoint, see train.kept_dtype): a run resumes "
