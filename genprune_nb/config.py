@@ -127,8 +127,9 @@ class TrainConfig:
     # float32 (``checkpoint.to_evaluation``). bfloat16 halves their weights on disk
     kept_dtype: str = "float32"
     # positions per chunk of the training and validation loss (model.chunked_loss: the [micro batch x seq_len, vocab]
-    # logits never exist whole); 0: the plain head and cross-entropy. The same loss up to fp rounding; at the tiny and
-    # cpu presets' shapes on CPU a fraction of the plain path's peak memory and no slower (bench/chunked_loss.py).
+    # logits never exist whole); 0: the plain head and cross-entropy. The same loss up to fp rounding (which can still
+    # flip a tie at a pruning threshold); at tiny's shapes on CPU 17-32% of the plain path's peak memory and faster
+    # (bench/chunked_loss.py).
     loss_chunk: int = 1024
 
     def __post_init__(self) -> None:

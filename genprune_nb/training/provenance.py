@@ -27,7 +27,8 @@ FINGERPRINT_FILE = "fingerprint.json"
 # (Validation reads its own loader and no random state, so its cadence leaves training untouched; ``compile``
 # changes kernels, not the recipe, like the device or thread count, which are not recorded either; ``kept_dtype``
 # casts only checkpoints no run resumes from, see ``checkpoint.to_evaluation``; ``loss_chunk`` only reorders the
-# head's sums: the same loss and gradients up to fp rounding, ``chunked_loss``.)
+# head's sums: the same loss and gradients up to fp rounding, ``chunked_loss``; like ``compile``, that rounding can
+# flip a tie at a pruning threshold, so a study keeps one setting from start to end.)
 NOT_RESULT_FIELDS = ("log_every", "val_every", "checkpoint_every", "keep_checkpoints", "keep_last", "compile",
                      "kept_dtype", "loss_chunk")
 
