@@ -193,7 +193,7 @@ def tree_mask(positions: torch.Tensor, branches: torch.Tensor) -> torch.Tensor:
 
 
 def _batches(groups: Sequence[Sequence[Request]], order: list[int], batch_size: int) -> list[list[int]]:
-    """Groups in ``order`` packed into batches of at most ``batch_size`` sequences (or one larger group)."""
+    """Groups in ``order`` packed into batches of at most ``batch_size`` requests (or one larger group)."""
     batches, current, size = [], [], 0
     for g in order:
         if current and size + len(groups[g]) > batch_size:
