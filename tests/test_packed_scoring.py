@@ -7,6 +7,7 @@ from torch import nn
 from genprune_nb.config import get_preset
 from genprune_nb.evals import Request, score
 from genprune_nb.evals.scorer import Pack, pack, packs, tree_mask
+from genprune_nb.model import lm
 from genprune_nb.model.gpt import GPT
 from genprune_nb.model.lm import IGNORE, target_predictions
 
@@ -92,7 +93,11 @@ def test_a_group_shares_its_context_only_when_that_costs_less():
     assert len(packs([context + [1], context + [2]], [1, 1], n_embd=None)) == 2  # a model without final_hidden
 
 
-def test_head_only_at_read_positions_equals_the_full_head(gpt):
+@pytest.mark.parametrize("rows", [None, 1, 4, 7])  # None: every read row at once
+def test_head_only_at_read_positions_equals_the_full_head(gpt, rows, monkeypatch):
+    if rows is not None:  # the head in chunks of ``rows`` rows (3 x 20 inputs read 31 rows: uneven chunks)
+        monkeypatch.setitem(lm.HEAD_CHUNK_LOGITS, "cpu", rows * gpt.config.vocab_size)
+        assert lm.head_rows(torch.device("cpu"), gpt.config.vocab_size) == rows
     g = torch.Generator().manual_seed(2)
     inputs = torch.randint(0, 50257, (3, 20), generator=g)
     targets = torch.randint(0, 50257, (3, 20), generator=g)

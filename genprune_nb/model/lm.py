@@ -62,21 +62,42 @@ def target_predictions(
     bf16 autocast on CPU too (:func:`autocast_context`).
     """
     read = targets != IGNORE
+    wanted = targets[read]
     with autocast_context(inputs.device, dtype, autocast_cpu):
         if reads_packed(model):
-            logits = model.head(model.final_hidden(inputs, positions, attn_mask)[read])
+            hidden = model.final_hidden(inputs, positions, attn_mask)[read]
+            rows = head_rows(hidden.device, model.config.vocab_size)
+            # a chunk's logits are read as soon as they are made (on a CPU while they are still in cache)
+            chunks = ((model.head(h), t) for h, t in zip(hidden.split(rows), wanted.split(rows)))
         elif positions is None and attn_mask is None:
-            logits = model(inputs)[0][read].float()
+            chunks = iter([(model(inputs)[0][read].float(), wanted)])
         else:
             raise TypeError(f"{type(model).__name__} has no final_hidden / head: it cannot read packed sequences")
-    wanted = targets[read]
+        read_logprobs, read_hits = [], []
+        for logits, t in chunks:
+            read_logprobs.append(-F.cross_entropy(logits, t, reduction="none"))
+            if greedy:
+                read_hits.append(logits.argmax(dim=-1) == t)
     logprobs = torch.zeros(targets.shape, device=targets.device)
-    logprobs[read] = -F.cross_entropy(logits, wanted, reduction="none")
+    logprobs[read] = torch.cat(read_logprobs)
     if not greedy:
         return logprobs, None
     hits = torch.zeros(targets.shape, dtype=torch.bool, device=targets.device)
-    hits[read] = logits.argmax(dim=-1) == wanted
+    hits[read] = torch.cat(read_hits)
     return logprobs, hits
+
+
+# Logits per head chunk in scoring. On a CPU a chunk of 2**23 fp32 logits (32 MiB, 166 rows of a 50k vocabulary) is
+# reduced while it is still in the last-level cache instead of going through memory as one [rows, V] tensor, which
+# counts where the head's matmul is cheap per logit, in a narrow model (bench/head_rows.py, BENCHMARKS.md).
+# Elsewhere the chunk only bounds memory (2**28 logits, 1 GiB).
+HEAD_CHUNK_LOGITS = {"cpu": 2**23}
+DEVICE_HEAD_CHUNK_LOGITS = 2**28
+
+
+def head_rows(device: torch.device, vocab_size: int) -> int:
+    """Rows of final hidden states that meet the vocabulary head at once when scoring (see ``HEAD_CHUNK_LOGITS``)."""
+    return max(1, HEAD_CHUNK_LOGITS.get(device.type, DEVICE_HEAD_CHUNK_LOGITS) // vocab_size)
 
 
 def reads_packed(model: nn.Module) -> bool:
