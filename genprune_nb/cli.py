@@ -65,8 +65,13 @@ def cmd_prepare(args: argparse.Namespace) -> None:
                                 progress=not args.no_progress, tokenizer=preset.model.tokenizer)
     else:
         from .data import catalog
-        from .data.prepare import fetch_corpora, prepare_corpora
+        from .data.prepare import corpora_summary, fetch_corpora, prepare_corpora, prepared
 
+        if not args.overwrite and prepared(preset):
+            tokens = corpora_summary(preset).set_index("corpus")["tokens"]
+            print(f"already prepared: {tokens['large']:,} large-corpus (L), {tokens['small']:,} small-corpus (S) and "
+                  f"{tokens['val']:,} val tokens in {preset.data.tokens_dir} (--overwrite tokenizes them again)")
+            return
         if not catalog.get(preset.data.corpus).documents:  # a corpus of token shards (FineWeb): download them
             fetched = fetch_corpora(preset, progress=not args.no_progress)
             print(f"{len(fetched)} shards of {preset.data.corpus} in {preset.data.tokens_dir}")

@@ -21,6 +21,11 @@ def test_prepare_then_train(tmp_path, external_data_dir, monkeypatch, capsys):
     assert main(["prepare", *common]) == 0
     assert read_shard(list_shards(tokens, "english_prose", "val")[0])[0] == EOT
     assert len(list_shards(tokens, "english_prose", "small")) == 1
+    written = {f: f.stat().st_mtime_ns for f in tokens.iterdir()}
+    capsys.readouterr()
+    assert main(["prepare", *common]) == 0  # prepared already: said so, nothing rewritten
+    assert "already prepared" in capsys.readouterr().out
+    assert {f: f.stat().st_mtime_ns for f in tokens.iterdir()} == written
     args = ["train", *common, "--run-dir", str(tmp_path / "run"), "--set", "train.steps=6",
             "--set", "train.warmup_steps=2", "--set", "train.decay_steps=2", "--set", "train.val_every=3"]
     assert main(args) == 0

@@ -110,7 +110,8 @@ def prepare_documents(
     old = _existing_shards(out_dir, name)
     if old and not overwrite:
         raise FileExistsError(
-            f"{out_dir} already holds {len(old)} '{name}' shards (e.g. {min(old)}); pass overwrite=True to replace them"
+            f"{out_dir} already holds {len(old)} '{name}' shards (e.g. {min(old)}); pass overwrite=True "
+            "(genprune prepare --overwrite) to replace them"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = _ShardWriter(out_dir, name, shard_tokens, enc.name)
@@ -231,6 +232,17 @@ def fetch_corpora(preset: Preset, *, progress: bool = True) -> list[str]:
     return wanted
 
 
+def prepared(preset: Preset) -> bool:
+    """Whether the preset's three corpora (val, S, L) are all there; shards of another tokenizer than the model's,
+    or that differ from their manifest, are an error (ShardError naming the file), not a False."""
+    try:
+        for corpus in CORPORA:
+            shard_files(preset, corpus)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def ensure_corpora(preset: Preset, *, progress: bool = True) -> None:
     """Make the preset's three corpora (val, S, L) available, if missing: tokenize the text corpus (downloaded on
     first use, unless offline) or download the shards.
@@ -239,12 +251,8 @@ def ensure_corpora(preset: Preset, *, progress: bool = True) -> None:
     """
     from . import catalog
 
-    try:
-        for corpus in CORPORA:
-            shard_files(preset, corpus)
+    if prepared(preset):
         return
-    except FileNotFoundError:
-        pass
     if catalog.get(preset.data.corpus).documents:
         prepare_corpora(preset, progress=progress)
     else:
