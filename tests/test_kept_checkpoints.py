@@ -6,6 +6,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from genprune_nb.config import ConfigError, get_preset, override
@@ -26,7 +27,9 @@ from genprune_nb.training.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
+    load_masks,
     restore_training_state,
+    save_run_masks,
 )
 from genprune_nb.training.loop import train
 
@@ -207,6 +210,42 @@ def test_masks_are_stored_once_per_run(runs, masks, tmp_path):
     (copy / MASKS_FILE).unlink()
     with pytest.raises(CheckpointError, match=f"{MASKS_FILE} is missing"):
         list_checkpoints(copy)[0].masks()
+
+
+def test_masks_are_stored_one_bit_per_weight(runs, masks):
+    file = runs["float32"] / MASKS_FILE
+    assert data_bytes(file) == sum(-(-m.numel() // 8) for m in masks.values())  # 1/8 of the uint8 format's bytes
+    with safe_open(str(file), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.uint8}
+
+
+def test_bit_packed_masks_round_trip_exactly_at_any_shape(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"a": (3, 5), "b": (7,), "c": (2, 3, 5), "d": (8, 8), "e": (1, 9), "f": (0, 4)}
+    masks = {k: torch.rand(s, generator=gen) < 0.5 for k, s in shapes.items()}
+    masks["g"] = torch.zeros(9, dtype=torch.bool)
+    masks["g"][[1, 8]] = True  # element i is bit i % 8 (least significant first) of byte i // 8
+    sha = save_run_masks(tmp_path, masks)
+    loaded = load_masks(tmp_path / MASKS_FILE)
+    assert loaded.keys() == masks.keys()
+    assert all(loaded[k].dtype == torch.bool and torch.equal(loaded[k], masks[k]) for k in masks)
+    assert hashing.tensors_sha256(loaded) == sha
+    with safe_open(str(tmp_path / MASKS_FILE), "pt") as f:
+        assert f.get_tensor("g").tolist() == [0b10, 0b1]
+        assert f.get_tensor("a").numel() == 2 and f.get_tensor("f").numel() == 0
+
+
+def test_a_run_masks_file_of_one_byte_per_weight_still_loads(runs, masks, tmp_path):
+    """The format before masks were bit-packed: uint8 0 / 1 per weight, the sha256 in the metadata."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["float32"], run)
+    sha = latest_checkpoint(run).state()["masks_sha256"]
+    save_file({n: m.to(torch.uint8) for n, m in masks.items()}, str(run / MASKS_FILE), metadata={"sha256": sha})
+    for ckpt in list_checkpoints(run):
+        loaded = ckpt.masks()
+        assert all(loaded[n].dtype == torch.bool and torch.equal(loaded[n], masks[n]) for n in masks)
+    assert save_run_masks(run, masks) == sha  # the same masks: the file stays as it is
+    assert data_bytes(run / MASKS_FILE) == sum(m.numel() for m in masks.values())
 
 
 def test_a_checkpoint_with_its_own_masks_still_loads_and_resumes(runs, masks, shards, tmp_path):
