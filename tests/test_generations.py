@@ -1,5 +1,7 @@
 """The outer loop (2 generations of the smoke preset) and the inner loop with its three conditions."""
+import errno
 import json
+import shutil
 import warnings
 
 import pandas as pd
@@ -181,6 +183,9 @@ def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset,
         assert any(not torch.equal(conn.signs[n], final.signs[n]) for n in counts)
         shared = latest_checkpoint(study.generation(0, criterion)).load_model().state_dict()
         assert all(torch.equal(shared[n], dense[n]) for n in dense)  # generation 0 was not trained again
+        source, linked = (latest_checkpoint(study.generation(0, c)).path for c in ("magnitude", criterion))
+        assert sorted(f.name for f in linked.iterdir()) == sorted(f.name for f in source.iterdir())
+        assert all((linked / f.name).stat().st_ino == f.stat().st_ino for f in source.iterdir())  # hard links
 
     penalised = override(smoke_preset, {"outer.group_sparsity": 1e-3})
     conn = run_outer_loop(penalised, study, criterion="structured", progress=False)
@@ -204,6 +209,33 @@ def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset,
     with pytest.raises(FileNotFoundError, match="outer_structured"):
         run_inner_loop(override(smoke_preset, {"outer.criterion": "structured"}), StudyLayout(study.root / "x"),
                        conditions=("Connectome[structured]",), progress=False)
+
+
+def test_generation_0_is_copied_where_it_cannot_be_linked(smoke_preset, outer, tmp_path, monkeypatch):
+    from genprune_nb.config import override
+    from genprune_nb.data.manifest import shard_files
+    from genprune_nb.study import generations
+
+    study = StudyLayout(tmp_path / "study")
+    shutil.copytree(outer[0].generation(0), study.generation(0))
+
+    def cross_device(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", source)
+
+    monkeypatch.setattr(generations.os, "link", cross_device)
+    preset = override(smoke_preset, {"outer.criterion": "random"})
+    start = generations._generation_start(preset, study, 0, "random")[1]
+    fingerprint = generations._generation_fingerprint(preset, start, shard_files(preset, "large"),
+                                                      shard_files(preset, "val"))
+    assert generations._share_first_generation(preset, study, fingerprint)
+    source, copied = (latest_checkpoint(study.generation(0, c)) for c in ("magnitude", "random"))
+    names = sorted(f.name for f in source.path.iterdir())
+    assert names == sorted(f.name for f in copied.path.iterdir()) and "model.safetensors" in names
+    for name in names:
+        a, b = source.path / name, copied.path / name
+        assert a.stat().st_ino != b.stat().st_ino and a.read_bytes() == b.read_bytes(), name
+    a, b = source.load_model().state_dict(), copied.load_model().state_dict()
+    assert all(torch.equal(a[n], b[n]) for n in a)
 
 
 def test_run_criteria_runs_each_outer_loop_and_grows_the_other_criteria(smoke_preset, outer, tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import re
 import shutil
 import warnings
@@ -206,7 +207,8 @@ def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dic
 
     Generation 0 is dense, so every criterion without a training penalty would train the identical model; sharing
     it saves a generation and makes the criteria prune the very same weights. "The same" is the same fingerprint
-    (``fingerprint``, generation 0's here). Returns whether it was shared.
+    (``fingerprint``, generation 0's here). The checkpoint's files are hard links to magnitude's where the file
+    system allows (``_link_or_copy``). Returns whether it was shared.
     """
     criterion = preset.outer.criterion
     source, target = study.generation(0), study.generation(0, criterion)
@@ -216,12 +218,26 @@ def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dic
         return False
     provenance.write(target, fingerprint)
     with atomic.atomic_path(target / "checkpoints" / final.path.name) as tmp:
-        shutil.copytree(final.path, tmp)
+        shutil.copytree(final.path, tmp, copy_function=_link_or_copy)
     atomic.write_text(target / "checkpoints" / "latest", final.path.name + "\n")
     if (source / "metrics.jsonl").exists():
         with atomic.atomic_path(target / "metrics.jsonl") as tmp:
             shutil.copyfile(source / "metrics.jsonl", tmp)
     return True
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link ``target`` to ``source`` (no second copy on disk), or copy it where linking fails (another file
+    system, or one without hard links).
+
+    Safe because no code writes a checkpoint file in place: ``save_checkpoint`` and ``to_evaluation`` build a new
+    directory and rename it over the old one (``storage.atomic``), ``drop_optimizer_state`` unlinks one name, and
+    ``latest`` / ``state.json`` are replaced by rename; so a change in one folder never reaches the other.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def run_outer_loop(
