@@ -238,6 +238,35 @@ def test_generation_0_is_copied_where_it_cannot_be_linked(smoke_preset, outer, t
     assert all(torch.equal(a[n], b[n]) for n in a)
 
 
+def test_middle_generations_are_kept_in_kept_dtype_after_pruning(smoke_preset, tmp_path):
+    from genprune_nb.config import override
+    from genprune_nb.storage.locking import LOCK_FILE
+    from genprune_nb.study.transmission import final_outer_checkpoint
+    from genprune_nb.training.checkpoint import CheckpointError
+
+    three = override(smoke_preset, {"outer.generations": 3})
+    assert three.train.kept_dtype == "float32"
+    full, half = StudyLayout(tmp_path / "float32"), StudyLayout(tmp_path / "bfloat16")
+    run_outer_loop(three, full, progress=False)
+    run_outer_loop(override(three, {"train.kept_dtype": "bfloat16"}), half, progress=False)
+    finals = {s: [latest_checkpoint(s.generation(g)) for g in range(3)] for s in (full, half)}
+    assert [c.weights_dtype() for c in finals[full]] == ["float32"] * 3
+    assert [c.weights_dtype() for c in finals[half]] == ["float32", "bfloat16", "float32"]
+    assert not any((c.path / "optimizer.pt").exists() for s in finals for c in finals[s])
+    for g in range(3):  # pruned from the float32 weights: the same connectomes, the same trained weights
+        assert full.connectome(g).read_bytes() == half.connectome(g).read_bytes(), g
+        a, b = finals[full][g].load_model().state_dict(), finals[half][g].load_model().state_dict()
+        cast = {n: t.to(torch.bfloat16).float() for n, t in a.items()} if g == 1 else a
+        assert all(b[n].dtype == torch.float32 and torch.equal(b[n], cast[n]) for n in a), g
+    files = lambda: {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(half.root.rglob("*"))
+                     if p.is_file() and not p.name.endswith(LOCK_FILE)}
+    before = files()
+    run_outer_loop(override(three, {"train.kept_dtype": "bfloat16"}), half, progress=False)
+    assert files() == before  # every generation is done: nothing trained, pruned or cast again
+    with pytest.raises(CheckpointError, match="holds bfloat16 weights .*another study folder"):
+        final_outer_checkpoint(override(three, {"outer.generations": 2}), half, "magnitude")
+
+
 def test_run_criteria_runs_each_outer_loop_and_grows_the_other_criteria(smoke_preset, outer, tmp_path):
     with pytest.raises(ValueError, match="'snip'"):
         run_criteria(smoke_preset, tmp_path, ["random", "snip"], progress=False)
