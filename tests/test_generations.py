@@ -238,6 +238,32 @@ def test_generation_0_is_copied_where_it_cannot_be_linked(smoke_preset, outer, t
     assert all(torch.equal(a[n], b[n]) for n in a)
 
 
+def test_finished_inner_runs_are_kept_in_kept_dtype(smoke_preset, outer, tmp_path, monkeypatch):
+    from genprune_nb.config import override
+    from genprune_nb.storage.locking import LOCK_FILE
+    from genprune_nb.training import loop
+
+    assert smoke_preset.inner_train.kept_dtype == "float32"
+    half_preset = override(smoke_preset, {"inner_train.kept_dtype": "bfloat16"})
+    full, half = StudyLayout(tmp_path / "float32"), StudyLayout(tmp_path / "bfloat16")
+    for preset, study in ((smoke_preset, full), (half_preset, half)):
+        run_inner_loop(preset, study, connectome=outer[1], conditions=("Connectome",), seeds=(0,), progress=False)
+    a, b = (list_checkpoints(s.inner_run("Connectome", 0)) for s in (full, half))
+    assert [c.step for c in a] == [c.step for c in b] == list(inner_keep_steps(smoke_preset))
+    assert [c.weights_dtype() for c in a] == ["float32"] * 3 and [c.weights_dtype() for c in b] == ["bfloat16"] * 3
+    assert not any((c.path / "optimizer.pt").exists() for c in a + b)
+    for ca, cb in zip(a, b):  # the same training; the bf16 run's checkpoints load as float32, rounded
+        wa, wb = ca.load_model().state_dict(), cb.load_model().state_dict()
+        assert all(wb[n].dtype == torch.float32 and torch.equal(wb[n], wa[n].to(torch.bfloat16).float()) for n in wa)
+    inner = half.root / "inner"
+    files = lambda: {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(inner.rglob("*"))
+                     if p.is_file() and not p.name.endswith(LOCK_FILE)}
+    before = files()
+    monkeypatch.setattr(loop, "restore_training_state", lambda *a: pytest.fail("a finished run was loaded"))
+    run_inner_loop(half_preset, half, connectome=outer[1], conditions=("Connectome",), seeds=(0,), progress=False)
+    assert files() == before  # finished: nothing loaded, trained or cast again
+
+
 def test_middle_generations_are_kept_in_kept_dtype_after_pruning(smoke_preset, tmp_path):
     from genprune_nb.config import override
     from genprune_nb.storage.locking import LOCK_FILE

@@ -409,6 +409,10 @@ def run_inner_loop(
     or the teacher's fingerprint): a run made from another source or recipe is refused, naming the differing fields,
     or with ``overwrite`` restarted. The logged val losses of
     the study's inner runs go to its results table (``curves.val_loss_rows``).
+
+    A finished run is only evaluated (no step of the study starts from or distils from an inner run): its final
+    checkpoint becomes an evaluation checkpoint in ``inner_train.kept_dtype`` like its other kept steps
+    (``checkpoint.to_evaluation``; evaluations load it as float32), and a re-run leaves it as it is.
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
@@ -445,9 +449,12 @@ def run_inner_loop(
         else:
             init_state, masks = condition_start(condition, grown, preset, seed)
             start, teacher = {"condition": base, "seed": seed, "connectome": digest}, None
-        train(preset, study.inner_run(condition, seed), schedule=inner_schedule(preset, seed), train_files=small,
-              val_files=val, init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start,
-              teacher=teacher, ctx=ctx, progress=progress)
+        schedule = inner_schedule(preset, seed)
+        result = train(preset, study.inner_run(condition, seed), schedule=schedule, train_files=small,
+                       val_files=val, init_state=init_state, masks=masks, resume=True, overwrite=overwrite,
+                       origin=start, teacher=teacher, ctx=ctx, progress=progress)
+        if ctx.is_main and result.checkpoint is not None and result.checkpoint.step == schedule.steps:
+            to_evaluation(result.checkpoint, schedule.kept_dtype)  # only evaluated, never a start or a teacher
     if ctx.is_main:  # Figure 1B-i from the results table alone, however the loop was run (CLI or notebook 02)
         rows = val_loss_rows(study, n=preset.inner_train.val_tokens)
         if not rows.empty:
