@@ -15,9 +15,9 @@ is updated only after the directory is in place, so a kill mid-save leaves the p
 removes what killed saves left behind.
 
 A checkpoint is written in float32 with its optimizer moments (resumable), but for a finished run's final one
-(``training.loop``: a finished run is never trained further, so it keeps float32 weights and no moments). A kept step that no run will resume from
-any more becomes an evaluation checkpoint (``to_evaluation``): its moments go and its weights may be cast to the
-run's ``train.kept_dtype``; it loads as a float32 model, but never resumes.
+(``training.loop``: a finished run is never trained further, so it keeps float32 weights and no moments). A kept
+step that no run will resume from any more becomes an evaluation checkpoint (``to_evaluation``): its moments go and
+its weights may be cast to the run's ``train.kept_dtype``; it loads as a float32 model, but never resumes.
 """
 from __future__ import annotations
 
