@@ -197,7 +197,9 @@ def test_training_survives_a_kill_before_each_filesystem_operation(tmp_path, tin
         latest = latest_checkpoint(run)  # recovers what the kill left half-renamed
         assert (latest and latest.path.name) == faults.pointer, f"kill at operation {k}: latest moved"
         if latest is not None:
-            assert latest.load_model().config == TINY.model and (latest.path / "optimizer.pt").exists()
+            assert latest.load_model().config == TINY.model
+            # resumable, or finished (its final checkpoint keeps no moments, and a resume changes nothing)
+            assert (latest.path / "optimizer.pt").exists() or latest.step == TINY.train.steps
             assert (run / "checkpoints" / "step_000000" / "state.json").exists()  # a kept step is never lost
         train(TINY, run, masks=masks, resume=True, progress=False, **tiny_shards)  # as the inner loop resumes
         assert_same_run(run, ref)

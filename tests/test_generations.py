@@ -1,5 +1,7 @@
 """The outer loop (2 generations of the smoke preset) and the inner loop with its three conditions."""
+import errno
 import json
+import shutil
 import warnings
 
 import pandas as pd
@@ -181,6 +183,9 @@ def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset,
         assert any(not torch.equal(conn.signs[n], final.signs[n]) for n in counts)
         shared = latest_checkpoint(study.generation(0, criterion)).load_model().state_dict()
         assert all(torch.equal(shared[n], dense[n]) for n in dense)  # generation 0 was not trained again
+        source, linked = (latest_checkpoint(study.generation(0, c)).path for c in ("magnitude", criterion))
+        assert sorted(f.name for f in linked.iterdir()) == sorted(f.name for f in source.iterdir())
+        assert all((linked / f.name).stat().st_ino == f.stat().st_ino for f in source.iterdir())  # hard links
 
     penalised = override(smoke_preset, {"outer.group_sparsity": 1e-3})
     conn = run_outer_loop(penalised, study, criterion="structured", progress=False)
@@ -204,6 +209,88 @@ def test_other_criteria_share_generation_0_and_feed_the_inner_loop(smoke_preset,
     with pytest.raises(FileNotFoundError, match="outer_structured"):
         run_inner_loop(override(smoke_preset, {"outer.criterion": "structured"}), StudyLayout(study.root / "x"),
                        conditions=("Connectome[structured]",), progress=False)
+
+
+def test_generation_0_is_copied_where_it_cannot_be_linked(smoke_preset, outer, tmp_path, monkeypatch):
+    from genprune_nb.config import override
+    from genprune_nb.data.manifest import shard_files
+    from genprune_nb.study import generations
+
+    study = StudyLayout(tmp_path / "study")
+    shutil.copytree(outer[0].generation(0), study.generation(0))
+
+    def cross_device(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", source)
+
+    monkeypatch.setattr(generations.os, "link", cross_device)
+    preset = override(smoke_preset, {"outer.criterion": "random"})
+    start = generations._generation_start(preset, study, 0, "random")[1]
+    fingerprint = generations._generation_fingerprint(preset, start, shard_files(preset, "large"),
+                                                      shard_files(preset, "val"))
+    assert generations._share_first_generation(preset, study, fingerprint)
+    source, copied = (latest_checkpoint(study.generation(0, c)) for c in ("magnitude", "random"))
+    names = sorted(f.name for f in source.path.iterdir())
+    assert names == sorted(f.name for f in copied.path.iterdir()) and "model.safetensors" in names
+    for name in names:
+        a, b = source.path / name, copied.path / name
+        assert a.stat().st_ino != b.stat().st_ino and a.read_bytes() == b.read_bytes(), name
+    a, b = source.load_model().state_dict(), copied.load_model().state_dict()
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_finished_inner_runs_are_kept_in_kept_dtype(smoke_preset, outer, tmp_path, monkeypatch):
+    from genprune_nb.config import override
+    from genprune_nb.storage.locking import LOCK_FILE
+    from genprune_nb.training import loop
+
+    assert smoke_preset.inner_train.kept_dtype == "float32"
+    half_preset = override(smoke_preset, {"inner_train.kept_dtype": "bfloat16"})
+    full, half = StudyLayout(tmp_path / "float32"), StudyLayout(tmp_path / "bfloat16")
+    for preset, study in ((smoke_preset, full), (half_preset, half)):
+        run_inner_loop(preset, study, connectome=outer[1], conditions=("Connectome",), seeds=(0,), progress=False)
+    a, b = (list_checkpoints(s.inner_run("Connectome", 0)) for s in (full, half))
+    assert [c.step for c in a] == [c.step for c in b] == list(inner_keep_steps(smoke_preset))
+    assert [c.weights_dtype() for c in a] == ["float32"] * 3 and [c.weights_dtype() for c in b] == ["bfloat16"] * 3
+    assert not any((c.path / "optimizer.pt").exists() for c in a + b)
+    for ca, cb in zip(a, b):  # the same training; the bf16 run's checkpoints load as float32, rounded
+        wa, wb = ca.load_model().state_dict(), cb.load_model().state_dict()
+        assert all(wb[n].dtype == torch.float32 and torch.equal(wb[n], wa[n].to(torch.bfloat16).float()) for n in wa)
+    inner = half.root / "inner"
+    files = lambda: {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(inner.rglob("*"))
+                     if p.is_file() and not p.name.endswith(LOCK_FILE)}
+    before = files()
+    monkeypatch.setattr(loop, "restore_training_state", lambda *a: pytest.fail("a finished run was loaded"))
+    run_inner_loop(half_preset, half, connectome=outer[1], conditions=("Connectome",), seeds=(0,), progress=False)
+    assert files() == before  # finished: nothing loaded, trained or cast again
+
+
+def test_middle_generations_are_kept_in_kept_dtype_after_pruning(smoke_preset, tmp_path):
+    from genprune_nb.config import override
+    from genprune_nb.storage.locking import LOCK_FILE
+    from genprune_nb.study.transmission import final_outer_checkpoint
+    from genprune_nb.training.checkpoint import CheckpointError
+
+    three = override(smoke_preset, {"outer.generations": 3})
+    assert three.train.kept_dtype == "float32"
+    full, half = StudyLayout(tmp_path / "float32"), StudyLayout(tmp_path / "bfloat16")
+    run_outer_loop(three, full, progress=False)
+    run_outer_loop(override(three, {"train.kept_dtype": "bfloat16"}), half, progress=False)
+    finals = {s: [latest_checkpoint(s.generation(g)) for g in range(3)] for s in (full, half)}
+    assert [c.weights_dtype() for c in finals[full]] == ["float32"] * 3
+    assert [c.weights_dtype() for c in finals[half]] == ["float32", "bfloat16", "float32"]
+    assert not any((c.path / "optimizer.pt").exists() for s in finals for c in finals[s])
+    for g in range(3):  # pruned from the float32 weights: the same connectomes, the same trained weights
+        assert full.connectome(g).read_bytes() == half.connectome(g).read_bytes(), g
+        a, b = finals[full][g].load_model().state_dict(), finals[half][g].load_model().state_dict()
+        cast = {n: t.to(torch.bfloat16).float() for n, t in a.items()} if g == 1 else a
+        assert all(b[n].dtype == torch.float32 and torch.equal(b[n], cast[n]) for n in a), g
+    files = lambda: {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(half.root.rglob("*"))
+                     if p.is_file() and not p.name.endswith(LOCK_FILE)}
+    before = files()
+    run_outer_loop(override(three, {"train.kept_dtype": "bfloat16"}), half, progress=False)
+    assert files() == before  # every generation is done: nothing trained, pruned or cast again
+    with pytest.raises(CheckpointError, match="holds bfloat16 weights .*another study folder"):
+        final_outer_checkpoint(override(three, {"outer.generations": 2}), half, "magnitude")
 
 
 def test_run_criteria_runs_each_outer_loop_and_grows_the_other_criteria(smoke_preset, outer, tmp_path):

@@ -6,6 +6,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from genprune_nb.config import ConfigError, get_preset, override
@@ -15,15 +16,20 @@ from genprune_nb.evals.scorer import Request, score
 from genprune_nb.launch import DistContext
 from genprune_nb.model.gpt import GPT
 from genprune_nb.model.lm import validation_loss
-from genprune_nb.training import provenance
+from genprune_nb.storage import hashing
+from genprune_nb.storage.locking import LOCK_FILE
+from genprune_nb.training import loop, provenance
 from genprune_nb.training.checkpoint import (
     MASKS_FILE,
+    OPTIMIZER_FILE,
     WEIGHTS_FILE,
     Checkpoint,
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
+    load_masks,
     restore_training_state,
+    save_run_masks,
 )
 from genprune_nb.training.loop import train
 
@@ -51,11 +57,22 @@ def masks():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, shards, masks):
-    """The same masked run twice: kept steps 5 and 10 in float32, and in bfloat16."""
+def results(tmp_path_factory, shards, masks):
+    """The same masked run twice: kept steps 5 and 10 in float32, and in bfloat16 (their TrainResults)."""
     root = tmp_path_factory.mktemp("runs")
-    return {dtype: train(preset, root / dtype, masks=masks, progress=False, **shards).run_dir
+    return {dtype: train(preset, root / dtype, masks=masks, progress=False, **shards)
             for dtype, preset in (("float32", SMOKE), ("bfloat16", HALF))}
+
+
+@pytest.fixture(scope="module")
+def runs(results):
+    return {dtype: result.run_dir for dtype, result in results.items()}
+
+
+def files_written(run) -> dict[str, tuple[int, int, str]]:
+    """Every file of a run folder but its lock (the writer's pid): (inode, mtime, sha256)."""
+    return {str(p.relative_to(run)): (p.stat().st_ino, p.stat().st_mtime_ns, hashing.file_sha256(p))
+            for p in sorted(run.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
 
 
 def data_bytes(file) -> int:
@@ -77,7 +94,43 @@ def test_kept_dtype_changes_neither_the_fingerprint_nor_the_trained_weights(runs
     full, half = (latest_checkpoint(runs[d]) for d in ("float32", "bfloat16"))
     assert full.step == half.step == 20 and half.weights_dtype() == "float32"  # the final one stays resumable
     assert full.state()["weights_sha256"] == half.state()["weights_sha256"]
-    assert (half.path / "optimizer.pt").exists()
+
+
+def test_a_finished_run_keeps_no_optimizer_moments(runs):
+    for run in runs.values():
+        final = latest_checkpoint(run)
+        assert final.step == 20 and final.weights_dtype() == "float32"
+        assert not any((c.path / OPTIMIZER_FILE).exists() for c in list_checkpoints(run))
+        assert (final.path / "rng.pt").exists() and final.state()["loader"]
+
+
+def test_resuming_a_finished_run_changes_nothing_and_returns_its_result(results, shards, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(results["bfloat16"].run_dir, run, copy_function=shutil.copy2)
+    before = files_written(run)
+    monkeypatch.setattr(loop, "restore_training_state", lambda *a, **k: pytest.fail("a finished run was loaded"))
+    again = train(HALF, run, resume=True, progress=False, **shards)
+    assert files_written(run) == before
+    original = results["bfloat16"]
+    assert (again.steps, again.final_val_loss) == (original.steps, original.final_val_loss)
+    assert original.steps == 20 and original.final_val_loss is not None
+    assert again.checkpoint.path == run / original.checkpoint.path.relative_to(original.run_dir)
+    with pytest.raises(provenance.ProvenanceError, match="lr"):  # another recipe is refused as before
+        train(override(HALF, {"train.lr": HALF.train.lr * 2}), run, resume=True, progress=False, **shards)
+    assert files_written(run) == before
+
+
+def test_a_final_checkpoint_written_with_moments_loses_them_on_resume(results, shards, tmp_path):
+    """A run finished before finished runs dropped their moments: resuming it drops them, and changes nothing else."""
+    run = tmp_path / "run"
+    shutil.copytree(results["float32"].run_dir, run, copy_function=shutil.copy2)
+    final = latest_checkpoint(run)
+    torch.save({"state": {}, "param_groups": []}, final.path / OPTIMIZER_FILE)
+    before = files_written(run)
+    again = train(SMOKE, run, resume=True, progress=False, **shards)
+    assert not (final.path / OPTIMIZER_FILE).exists()
+    before.pop(f"checkpoints/{final.path.name}/{OPTIMIZER_FILE}")
+    assert files_written(run) == before and again.final_val_loss == results["float32"].final_val_loss
 
 
 def test_bf16_kept_checkpoints_take_half_the_bytes(runs):
@@ -120,10 +173,10 @@ def test_resume_from_a_bf16_checkpoint_is_refused(runs, shards, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs["bfloat16"], run)
     kept = run / "checkpoints" / "step_000010"
-    shutil.copy2(run / "checkpoints" / "step_000020" / "optimizer.pt", kept)  # moments alone do not make it resumable
+    torch.save({"state": {}, "param_groups": []}, kept / OPTIMIZER_FILE)  # moments alone do not make it resumable
     (run / "checkpoints" / "latest").write_text("step_000010\n")
     with pytest.raises(CheckpointError, match=r"step_000010/model.safetensors holds bfloat16 weights .*resumes only "
-                                              r"from float32.*newest resumable checkpoint is step_000020"):
+                                              r"from float32.*nor does any other checkpoint of the run"):
         train(HALF, run, resume=True, progress=False, **shards)
     model = GPT(SMOKE.model)
     with pytest.raises(CheckpointError, match="holds bfloat16 weights"):
@@ -157,6 +210,42 @@ def test_masks_are_stored_once_per_run(runs, masks, tmp_path):
     (copy / MASKS_FILE).unlink()
     with pytest.raises(CheckpointError, match=f"{MASKS_FILE} is missing"):
         list_checkpoints(copy)[0].masks()
+
+
+def test_masks_are_stored_one_bit_per_weight(runs, masks):
+    file = runs["float32"] / MASKS_FILE
+    assert data_bytes(file) == sum(-(-m.numel() // 8) for m in masks.values())  # 1/8 of the uint8 format's bytes
+    with safe_open(str(file), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.uint8}
+
+
+def test_bit_packed_masks_round_trip_exactly_at_any_shape(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"a": (3, 5), "b": (7,), "c": (2, 3, 5), "d": (8, 8), "e": (1, 9), "f": (0, 4)}
+    masks = {k: torch.rand(s, generator=gen) < 0.5 for k, s in shapes.items()}
+    masks["g"] = torch.zeros(9, dtype=torch.bool)
+    masks["g"][[1, 8]] = True  # element i is bit i % 8 (least significant first) of byte i // 8
+    sha = save_run_masks(tmp_path, masks)
+    loaded = load_masks(tmp_path / MASKS_FILE)
+    assert loaded.keys() == masks.keys()
+    assert all(loaded[k].dtype == torch.bool and torch.equal(loaded[k], masks[k]) for k in masks)
+    assert hashing.tensors_sha256(loaded) == sha
+    with safe_open(str(tmp_path / MASKS_FILE), "pt") as f:
+        assert f.get_tensor("g").tolist() == [0b10, 0b1]
+        assert f.get_tensor("a").numel() == 2 and f.get_tensor("f").numel() == 0
+
+
+def test_a_run_masks_file_of_one_byte_per_weight_still_loads(runs, masks, tmp_path):
+    """The format before masks were bit-packed: uint8 0 / 1 per weight, the sha256 in the metadata."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["float32"], run)
+    sha = latest_checkpoint(run).state()["masks_sha256"]
+    save_file({n: m.to(torch.uint8) for n, m in masks.items()}, str(run / MASKS_FILE), metadata={"sha256": sha})
+    for ckpt in list_checkpoints(run):
+        loaded = ckpt.masks()
+        assert all(loaded[n].dtype == torch.bool and torch.equal(loaded[n], masks[n]) for n in masks)
+    assert save_run_masks(run, masks) == sha  # the same masks: the file stays as it is
+    assert data_bytes(run / MASKS_FILE) == sum(m.numel() for m in masks.values())
 
 
 def test_a_checkpoint_with_its_own_masks_still_loads_and_resumes(runs, masks, shards, tmp_path):

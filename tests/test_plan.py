@@ -125,29 +125,35 @@ def test_connectome_bits_by_hand_and_against_the_codec():
 
 def test_disk_by_hand():
     disk = P.disk_usage(SMOKE).set_index("item")
-    bare, resumable, masks = 4 * N + P.SMALL_FILES, 12 * N + P.SMALL_FILES, N  # masks: uint8, once per run
+    bare, resumable, masks = 4 * N + P.SMALL_FILES, 12 * N + P.SMALL_FILES, N // 8  # masks: 1 bit, once per run
+    assert N % 8 == 0 and P.masks_bytes(SMOKE) == masks
     assert P.checkpoint_bytes(SMOKE, optimizer=True) == resumable
     assert P.checkpoint_bytes(SMOKE, optimizer=False, dtype="bfloat16") == 2 * N + P.SMALL_FILES
     rows = disk["bytes"]
-    assert rows["final checkpoint per generation (float32; no optimizer state)"] == 2 * bare  # 2 generations
-    assert rows["masks, generations 1.. (uint8, once per run)"] == masks
+    assert rows["final checkpoint, generation 0 and the last (float32; no optimizer state)"] == 2 * bare  # G = 2
+    assert not any(i.startswith("final checkpoint, generations 1..") for i in disk.index)  # none between
+    assert rows["masks, generations 1.. (1 bit per weight, once per run)"] == masks
     g1 = next(i for i in disk.index if i.startswith("connectome file, generation 1"))
     assert rows[g1] == 2 * math.ceil(N * P.connectome_bits_per_weight(0.64) / 8)  # its file and the final copy
-    # inner: kept steps 0, 5, 10 (keep_every 5): two evaluation checkpoints and the resumable final one per run
-    assert rows["Connectome: 2 kept checkpoints per run (float32) x 2 runs"] == 4 * bare
-    assert rows["Connectome: masks (uint8, once per run) x 2 runs"] == 2 * masks
-    assert rows["NoConnectome: 2 kept checkpoints per run (float32) x 2 runs"] == 4 * bare
-    assert rows["NoConnectome: final checkpoint (float32, with optimizer state) x 2 runs"] == 2 * resumable
-    assert "NoConnectome: masks (uint8, once per run) x 2 runs" not in rows
+    # inner: kept steps 0, 5, 10 (keep_every 5), the final one an evaluation checkpoint too (no optimizer state)
+    kept = "kept checkpoints per run, final included (float32) x 2 runs"
+    assert rows[f"Connectome: 3 {kept}"] == rows[f"NoConnectome: 3 {kept}"] == 6 * bare
+    assert rows["Connectome: masks (1 bit per weight, once per run) x 2 runs"] == 2 * masks
+    assert "NoConnectome: masks (1 bit per weight, once per run) x 2 runs" not in rows
     finished = disk[disk["part"] != "while training"]["bytes"].sum()
     connectomes = 2 * math.ceil(N * P.connectome_bits_per_weight(0.64) / 8) + math.ceil(
         N * P.connectome_bits_per_weight(0.8) / 8)
-    inner = 3 * (4 * bare + 2 * resumable) + 2 * 2 * masks  # 3 conditions x 2 seeds; 2 of them masked
+    inner = 3 * 6 * bare + 2 * 2 * masks  # 3 conditions x 2 seeds x 3 kept steps; 2 conditions masked
     assert finished == 2 * bare + masks + connectomes + inner
-    # bfloat16 kept checkpoints: the inner runs' evaluation checkpoints at 2 bytes per weight, the finals unchanged
-    half = P.disk_usage(override(SMOKE, {"inner_train.kept_dtype": "bfloat16"})).set_index("item")["bytes"]
-    assert half["Connectome: 2 kept checkpoints per run (bfloat16) x 2 runs"] == 4 * (2 * N + P.SMALL_FILES)
-    assert half["Connectome: final checkpoint (float32, with optimizer state) x 2 runs"] == 2 * resumable
+    assert disk.loc["outer: up to 2 rolling checkpoints of the running generation", "bytes"] == 2 * resumable
+    # bfloat16 kept checkpoints: every inner one at 2 bytes per weight; of 4 generations the 2 between in bfloat16
+    half_preset = override(SMOKE, {"inner_train.kept_dtype": "bfloat16", "train.kept_dtype": "bfloat16",
+                                   "outer.generations": 4})
+    half = P.disk_usage(half_preset).set_index("item")["bytes"]
+    assert half["Connectome: 3 " + kept.replace("float32", "bfloat16")] == 6 * (2 * N + P.SMALL_FILES)
+    assert half["final checkpoint, generation 0 and the last (float32; no optimizer state)"] == 2 * bare
+    assert half["final checkpoint, generations 1..2 (bfloat16; analysed only)"] == 2 * (2 * N + P.SMALL_FILES)
+    assert half["masks, generations 1.. (1 bit per weight, once per run)"] == 3 * masks
 
 
 def test_tokens_from_shard_headers_and_the_catalog(tmp_path):

@@ -140,8 +140,8 @@ def test_rolling_checkpoints_keep_last_and_kept_steps(tmp_path, shards):
     train(preset, tmp_path / "run", resume=True, progress=False, **shards)
     ckpts = list_checkpoints(tmp_path / "run")
     assert [c.step for c in ckpts] == [4, 20]  # complete: the rolling ones are gone
-    # step 4 is kept for evaluation only: weights without optimizer moments; the final one can resume
-    assert [(c.path / "optimizer.pt").exists() for c in ckpts] == [False, True]
+    # step 4 is kept for evaluation only, the finished run's final step too: weights without optimizer moments
+    assert [(c.path / "optimizer.pt").exists() for c in ckpts] == [False, False]
     assert ckpts[0].load_model().config == preset.model
     model = ckpts[0].load_model()
     with pytest.raises(CheckpointError, match="no optimizer state"):

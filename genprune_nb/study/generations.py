@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import re
 import shutil
 import warnings
@@ -38,7 +39,13 @@ from ..progress import tqdm
 from ..storage import atomic, hashing
 from ..storage.locking import folder_lock
 from ..training import provenance
-from ..training.checkpoint import clean_stale, drop_optimizer_state, latest_checkpoint
+from ..training.checkpoint import (
+    FULL_PRECISION,
+    clean_stale,
+    drop_optimizer_state,
+    latest_checkpoint,
+    to_evaluation,
+)
 from ..training.loop import recipe_differences, train
 from .conditions import BASELINE, CONDITION_BASES, CONDITIONS, TRANSMISSION_CONDITIONS
 from .curves import val_loss_rows
@@ -167,11 +174,16 @@ def _prune_generation(
     return connectome
 
 
-def _finish_generation(study: StudyLayout, g: int, criterion: str, connectome: Connectome | None = None) -> None:
+def _finish_generation(preset: Preset, study: StudyLayout, g: int, criterion: str,
+                       connectome: Connectome | None = None) -> None:
     """The bookkeeping of a pruned generation, redone after a kill: its ``generation.json`` summary (derived from
     the connectome file and the trained checkpoint: written for a ``connectome`` just pruned, rebuilt when missing)
-    and its checkpoint's optimizer moments dropped (a pruned generation is never resumed). A connectome placed
-    without its training run gets a summary without val loss.
+    and its checkpoint made an evaluation checkpoint (a pruned generation is never resumed): no optimizer moments,
+    and for the generations between the first and the last, which only the representation analyses read
+    (``analysis.representations``), weights in ``train.kept_dtype``. Generation 0 (Distilled's teacher) and the last
+    (TrainedSparse's and TrainedDense's start, see ``transmission``) stay float32. Called only once the connectome
+    is written: pruning reads the float32 weights. A connectome placed without its training run gets a summary
+    without val loss.
     """
     run_dir, path = study.generation(g, criterion), study.connectome(g, criterion)
     clean_stale(run_dir)  # a killed prune's or summary's temporary file
@@ -192,7 +204,10 @@ def _finish_generation(study: StudyLayout, g: int, criterion: str, connectome: C
             "stream_end": connectome.meta.get("stream_end"),
         })
     if ckpt is not None:
-        drop_optimizer_state(ckpt)
+        if 0 < g < preset.outer.generations - 1 and ckpt.weights_dtype() == FULL_PRECISION:
+            to_evaluation(ckpt, preset.train.kept_dtype)
+        else:  # generation 0 and the last stay float32 (one cast before, in a longer loop, stays as it is)
+            drop_optimizer_state(ckpt)
 
 
 def _trains_with_group_lasso(preset: Preset) -> bool:
@@ -206,7 +221,8 @@ def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dic
 
     Generation 0 is dense, so every criterion without a training penalty would train the identical model; sharing
     it saves a generation and makes the criteria prune the very same weights. "The same" is the same fingerprint
-    (``fingerprint``, generation 0's here). Returns whether it was shared.
+    (``fingerprint``, generation 0's here). The checkpoint's files are hard links to magnitude's where the file
+    system allows (``_link_or_copy``). Returns whether it was shared.
     """
     criterion = preset.outer.criterion
     source, target = study.generation(0), study.generation(0, criterion)
@@ -216,12 +232,26 @@ def _share_first_generation(preset: Preset, study: StudyLayout, fingerprint: dic
         return False
     provenance.write(target, fingerprint)
     with atomic.atomic_path(target / "checkpoints" / final.path.name) as tmp:
-        shutil.copytree(final.path, tmp)
+        shutil.copytree(final.path, tmp, copy_function=_link_or_copy)
     atomic.write_text(target / "checkpoints" / "latest", final.path.name + "\n")
     if (source / "metrics.jsonl").exists():
         with atomic.atomic_path(target / "metrics.jsonl") as tmp:
             shutil.copyfile(source / "metrics.jsonl", tmp)
     return True
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link ``target`` to ``source`` (no second copy on disk), or copy it where linking fails (another file
+    system, or one without hard links).
+
+    Safe because no code writes a checkpoint file in place: ``save_checkpoint`` and ``to_evaluation`` build a new
+    directory and rename it over the old one (``storage.atomic``), ``drop_optimizer_state`` unlinks one name, and
+    ``latest`` / ``state.json`` are replaced by rename; so a change in one folder never reaches the other.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def run_outer_loop(
@@ -271,7 +301,7 @@ def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: D
             differences = provenance.compare(recorded, record)
             if not differences:  # made under this recipe: done, but a kill may have lost its summary
                 if ctx.is_main:
-                    _finish_generation(study, g, criterion)
+                    _finish_generation(preset, study, g, criterion)
                 continue
             if not overwrite:
                 raise provenance.refusal(path, differences, "pass --overwrite to redo that generation (trained "
@@ -279,15 +309,17 @@ def _run_generations(preset: Preset, study: StudyLayout, overwrite: bool, ctx: D
                                          "(--run-root)")
         masks = previous.masks() if previous is not None else None
         trained = latest_checkpoint(run_dir)
-        if (trained is None or trained.step < preset.train.steps
+        cast = trained is not None and trained.weights_dtype() != FULL_PRECISION  # kept for CKA: retrained to prune
+        if (trained is None or trained.step < preset.train.steps or cast
                 or recipe_differences(run_dir, fingerprint, trained)):  # else trained (or shared), not pruned
             # train() resumes a run of this recipe, refuses one of another, or with overwrite restarts it
             init_state = previous.init_state(preset.model, preset.train.seed) if previous is not None else None
             train(preset, run_dir, train_files=large, val_files=val, init_state=init_state, masks=masks,
-                  resume=True, overwrite=overwrite, group_lasso=_trains_with_group_lasso(preset), origin=start,
-                  stream_start=start.get("stream"), ctx=ctx, progress=progress)
+                  resume=not cast, overwrite=overwrite or cast, group_lasso=_trains_with_group_lasso(preset),
+                  origin=start, stream_start=start.get("stream"), ctx=ctx, progress=progress)
         if ctx.is_main:
-            _finish_generation(study, g, criterion, _prune_generation(preset, study, g, masks, ctx.device, record))
+            _finish_generation(preset, study, g, criterion,
+                               _prune_generation(preset, study, g, masks, ctx.device, record))
         ctx.barrier()
     final, target = study.connectome(preset.outer.generations - 1, criterion), study.final_connectome(criterion)
     if ctx.is_main and (not target.exists() or hashing.file_sha256(target) != hashing.file_sha256(final)):
@@ -377,6 +409,10 @@ def run_inner_loop(
     or the teacher's fingerprint): a run made from another source or recipe is refused, naming the differing fields,
     or with ``overwrite`` restarted. The logged val losses of
     the study's inner runs go to its results table (``curves.val_loss_rows``).
+
+    A finished run is only evaluated (no step of the study starts from or distils from an inner run): its final
+    checkpoint becomes an evaluation checkpoint in ``inner_train.kept_dtype`` like its other kept steps
+    (``checkpoint.to_evaluation``; evaluations load it as float32), and a re-run leaves it as it is.
     """
     study = StudyLayout(study) if not isinstance(study, StudyLayout) else study
     ctx = ctx or init_distributed()
@@ -413,9 +449,12 @@ def run_inner_loop(
         else:
             init_state, masks = condition_start(condition, grown, preset, seed)
             start, teacher = {"condition": base, "seed": seed, "connectome": digest}, None
-        train(preset, study.inner_run(condition, seed), schedule=inner_schedule(preset, seed), train_files=small,
-              val_files=val, init_state=init_state, masks=masks, resume=True, overwrite=overwrite, origin=start,
-              teacher=teacher, ctx=ctx, progress=progress)
+        schedule = inner_schedule(preset, seed)
+        result = train(preset, study.inner_run(condition, seed), schedule=schedule, train_files=small,
+                       val_files=val, init_state=init_state, masks=masks, resume=True, overwrite=overwrite,
+                       origin=start, teacher=teacher, ctx=ctx, progress=progress)
+        if ctx.is_main and result.checkpoint is not None and result.checkpoint.step == schedule.steps:
+            to_evaluation(result.checkpoint, schedule.kept_dtype)  # only evaluated, never a start or a teacher
     if ctx.is_main:  # Figure 1B-i from the results table alone, however the loop was run (CLI or notebook 02)
         rows = val_loss_rows(study, n=preset.inner_train.val_tokens)
         if not rows.empty:

@@ -25,12 +25,13 @@ prints them). Every number is a formula of the preset, stated where it is comput
   checkpoints are counted instead.
 - Tokens: what the loops read of L and S against what their shards hold (their headers when prepared, else the
   data catalog's shard size, else unknown), at the loader's step granularity (``loader.steps_per_epoch``).
-- Disk: every checkpoint a finished study keeps (``model.safetensors``: fp32 for a run's final checkpoint, the
-  schedule's ``kept_dtype`` for its other kept steps, which serve evaluations only; ``optimizer.pt`` fp32 moments
-  where the run keeps them: the final checkpoint of an inner run; a pruned generation drops them, see
-  ``generations.inner_keep_steps`` and ``checkpoint.prune_checkpoints``), a masked run's ``masks.safetensors``
-  (uint8, once per run) and every connectome file (entropy-coded: H(p) + p bits per weight at density p with
-  balanced signs, p = (1 - prune_fraction)^(g+1)).
+- Disk: every checkpoint a finished study keeps (``model.safetensors``; no finished run keeps ``optimizer.pt``
+  moments, ``training.loop``): the outer generations' finals in fp32 for generation 0 and the last (the transmission
+  conditions start from them), in ``train.kept_dtype`` for those between (only analysed, ``generations``); their
+  other kept steps and every kept step of an inner run, its final one included, in the schedule's ``kept_dtype``
+  (they serve evaluations only; see ``generations.inner_keep_steps`` and ``checkpoint.prune_checkpoints``); a masked
+  run's ``masks.safetensors`` (bit-packed, once per run: n / 8 bytes) and every connectome file (entropy-coded:
+  H(p) + p bits per weight at density p with balanced signs, p = (1 - prune_fraction)^(g+1)).
 """
 from __future__ import annotations
 
@@ -276,9 +277,14 @@ def connectome_bits_per_weight(density: float) -> float:
 
 def checkpoint_bytes(preset: Preset, *, optimizer: bool, dtype: str = "float32") -> int:
     """One checkpoint: weights in ``dtype``, fp32 AdamW moments if kept, and the small files (a masked run's masks
-    are stored once per run: ``masked_weight_count`` bytes, uint8)."""
+    are stored once per run: ``masks_bytes``)."""
     n = weight_count(preset)
     return WEIGHT_BYTES[dtype] * n + (8 * n if optimizer else 0) + SMALL_FILES
+
+
+def masks_bytes(preset: Preset) -> int:
+    """A masked run's ``masks.safetensors`` data: one bit per masked weight (``checkpoint.pack_masks``)."""
+    return math.ceil(masked_weight_count(preset) / 8)
 
 
 def _kept(keep: Sequence[int], steps: int) -> int:
@@ -291,14 +297,17 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
     total, the rolling checkpoints (with optimizer moments) a run holds while it trains."""
     outer, train, inner = preset.outer, preset.train, preset.inner_train
     G = outer.generations
-    n_masked = masked_weight_count(preset)
+    n_masked, mask_file = masked_weight_count(preset), masks_bytes(preset)
     kept_outer = _kept(train.keep_checkpoints, train.steps)
-    rows = [("outer", "final checkpoint per generation (float32; no optimizer state)", G,
-             checkpoint_bytes(preset, optimizer=False)),
-            ("outer", "masks, generations 1.. (uint8, once per run)", G - 1, n_masked)]
+    rows = [("outer", "final checkpoint, generation 0 and the last (float32; no optimizer state)", min(G, 2),
+             checkpoint_bytes(preset, optimizer=False))]
+    if G > 2:
+        rows.append(("outer", f"final checkpoint, generations 1..{G - 2} ({train.kept_dtype}; analysed only)", G - 2,
+                     checkpoint_bytes(preset, optimizer=False, dtype=train.kept_dtype)))
     if kept_outer > 1:
-        rows.insert(1, ("outer", f"{kept_outer - 1} earlier kept checkpoints per generation ({train.kept_dtype})",
-                        (kept_outer - 1) * G, checkpoint_bytes(preset, optimizer=False, dtype=train.kept_dtype)))
+        rows.append(("outer", f"{kept_outer - 1} earlier kept checkpoints per generation ({train.kept_dtype})",
+                     (kept_outer - 1) * G, checkpoint_bytes(preset, optimizer=False, dtype=train.kept_dtype)))
+    rows.append(("outer", "masks, generations 1.. (1 bit per weight, once per run)", G - 1, mask_file))
     for g in range(G):
         density = (1 - outer.prune_fraction) ** (g + 1)
         rows.append(("outer", f"connectome file, generation {g} (density {density:.3f}, "
@@ -308,13 +317,12 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
     for condition in preset.inner.conditions:
         is_masked = parse_condition(condition, outer.criterion)[0] != BASELINE
         runs = len(preset.inner.seeds)
-        rows.append(("inner", f"{condition}: {kept_inner - 1} kept checkpoints per run ({inner.kept_dtype}) x {runs} "
-                              "runs", (kept_inner - 1) * runs,
+        rows.append(("inner", f"{condition}: {kept_inner} kept checkpoints per run, final included "
+                              f"({inner.kept_dtype}) x {runs} runs", kept_inner * runs,
                      checkpoint_bytes(preset, optimizer=False, dtype=inner.kept_dtype)))
-        rows.append(("inner", f"{condition}: final checkpoint (float32, with optimizer state) x {runs} runs", runs,
-                     checkpoint_bytes(preset, optimizer=True)))
         if is_masked:
-            rows.append(("inner", f"{condition}: masks (uint8, once per run) x {runs} runs", runs, n_masked))
+            rows.append(("inner", f"{condition}: masks (1 bit per weight, once per run) x {runs} runs", runs,
+                         mask_file))
     for corpus, label in (("large", "L"), ("small", "S")):
         counts, source = shard_token_counts(preset, corpus)
         if counts is not None:

@@ -25,7 +25,7 @@ from ..config import Preset
 from ..connectome.pruning import check_covers
 from ..connectome.wiring import Connectome
 from ..model.gpt import GPT
-from ..training.checkpoint import Checkpoint, latest_checkpoint, resolve_checkpoint
+from ..training.checkpoint import FULL_PRECISION, Checkpoint, CheckpointError, latest_checkpoint, resolve_checkpoint
 from ..training.distill import Teacher, load_teacher
 from .conditions import TRANSMISSION_CONDITIONS
 from .layout import StudyLayout
@@ -52,6 +52,11 @@ def final_outer_checkpoint(preset: Preset, study: StudyLayout, criterion: str, g
     if ckpt is None or ckpt.step < preset.train.steps:
         raise FileNotFoundError(f"{run_dir} holds no final checkpoint of outer generation {g} (criterion "
                                 f"{criterion!r}, {preset.train.steps} steps): run the outer loop first")
+    if ckpt.weights_dtype() != FULL_PRECISION:  # a middle generation of a longer loop: kept for the analyses only
+        raise CheckpointError(f"{ckpt.path} holds {ckpt.weights_dtype()} weights (outer generation {g} was kept in "
+                              "train.kept_dtype, as a generation between the first and the last of a longer outer "
+                              f"loop): a start needs {FULL_PRECISION} ones; run this outer loop in another study "
+                              "folder (--run-root)")
     return ckpt
 
 

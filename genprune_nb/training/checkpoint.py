@@ -4,19 +4,26 @@ Layout of ``<run>/checkpoints/step_000100/``: ``model.safetensors``, ``optimizer
 (the preset) and ``state.json`` (step, tokens, loader position, last metrics, the dtype and sha256 of the weights,
 the sha256 of the run's masks and the digest of the run's fingerprint). A masked run's masks are fixed, so they are
 stored once, in ``<run>/masks.safetensors``, which each checkpoint names by its sha256 (checkpoints written before
-hold their own ``masks.safetensors``, and still load). ``<run>/checkpoints/latest`` names the newest complete one; it
+hold their own ``masks.safetensors``, and still load). The run's masks file holds each mask bit-packed: a 1-D uint8
+tensor of ``ceil(numel / 8)`` bytes, bit ``i % 8`` (least significant first, ``np.packbits(bitorder="little")``) of
+byte ``i // 8`` being element ``i`` of the row-major flattened mask, the padding bits of the last byte zero; the
+shapes are in the file's metadata (``shapes``: JSON, name -> list of sizes; ``format``: ``"bits"``). Bytes have no
+endianness, so the file reads the same on any machine. Files without that metadata (written before) hold one uint8
+per weight, and still load. ``<run>/checkpoints/latest`` names the newest complete one; it
 is updated only after the directory is in place, so a kill mid-save leaves the previous checkpoint as "latest". A
 ``step_*`` directory is always complete: it appears and disappears in one rename (``atomic``); ``clean_stale``
 removes what killed saves left behind.
 
-A checkpoint is written in float32 with its optimizer moments (resumable). A kept step that no run will resume from
-any more becomes an evaluation checkpoint (``to_evaluation``): its moments go and its weights may be cast to the
-run's ``train.kept_dtype``; it loads as a float32 model, but never resumes.
+A checkpoint is written in float32 with its optimizer moments (resumable), but for a finished run's final one
+(``training.loop``: a finished run is never trained further, so it keeps float32 weights and no moments). A kept
+step that no run will resume from any more becomes an evaluation checkpoint (``to_evaluation``): its moments go and
+its weights may be cast to the run's ``train.kept_dtype``; it loads as a float32 model, but never resumes.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pickle
 import random
 import re
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -181,12 +189,12 @@ class Checkpoint:
         its sha256 (checked), or the checkpoint's own file (written before masks were stored once per run)."""
         own = self.path / MASKS_FILE
         if own.exists():
-            return _bool_masks(_read(own, load_file))
+            return _read(own, load_masks)
         recorded = self.state().get("masks_sha256")
         if recorded is None:
             return None
         file = self.run_dir / MASKS_FILE
-        masks = _bool_masks(_read(file, load_file))
+        masks = _read(file, load_masks)
         if hashing.tensors_sha256(masks) != recorded:
             raise CheckpointError(f"{file} holds other masks than {self.path.name} was trained with (sha256 "
                                   f"{recorded[:12]}...): the run folder was changed after it was written")
@@ -241,6 +249,42 @@ def _read(file: Path, load: Callable[[Path], T]) -> T:
 
 def _bool_masks(stored: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.bool() for k, v in stored.items()}
+
+
+_PACKED = "bits"  # the masks file's ``format`` metadata of bit-packed masks (see the module docstring)
+
+
+def pack_masks(masks: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of the bit-packed masks file (module docstring): one bit per weight."""
+    packed = {k: torch.from_numpy(np.packbits(v.detach().to("cpu").bool().reshape(-1).numpy(), bitorder="little"))
+              for k, v in masks.items()}
+    shapes = {k: list(v.shape) for k, v in masks.items()}
+    return packed, {"format": _PACKED, "shapes": json.dumps(shapes, sort_keys=True)}
+
+
+def unpack_masks(stored: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None) -> dict[str, torch.Tensor]:
+    """The bool masks of a masks file's tensors and metadata: bit-packed, or one uint8 per weight (older files)."""
+    if (metadata or {}).get("format") != _PACKED:
+        return _bool_masks(stored)
+    shapes = json.loads(metadata["shapes"])
+    if set(shapes) != set(stored):
+        raise ValueError(f"masks file: the shapes name {sorted(shapes)}, the tensors {sorted(stored)}")
+    masks = {}
+    for name, packed in stored.items():
+        shape = tuple(shapes[name])
+        count = math.prod(shape)
+        if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() != -(-count // 8):
+            raise ValueError(f"masks file: {name} holds {tuple(packed.shape)} {packed.dtype}, not the "
+                             f"{-(-count // 8)} uint8 bytes of a {shape} mask")
+        bits = np.unpackbits(packed.numpy(), count=count, bitorder="little")
+        masks[name] = torch.from_numpy(bits.astype(bool)).reshape(shape)
+    return masks
+
+
+def load_masks(file: Path) -> dict[str, torch.Tensor]:
+    """The bool masks stored in a masks file (either format, see ``unpack_masks``)."""
+    with safe_open(str(file), "pt") as f:
+        return unpack_masks({k: f.get_tensor(k) for k in f.keys()}, f.metadata())
 
 
 def _first_sentence(error: BaseException) -> str:
@@ -299,15 +343,15 @@ def save_checkpoint(
 
 
 def save_run_masks(run_dir: str | Path, masks: Mapping[str, torch.Tensor]) -> str:
-    """Store a run's masks in ``<run>/masks.safetensors`` (uint8; atomically, and only if it does not hold these
-    already); return their sha256 (``hashing.tensors_sha256`` of the bool masks)."""
+    """Store a run's masks in ``<run>/masks.safetensors`` (bit-packed, see the module docstring; atomically, and
+    only if it does not hold these already); return their sha256 (``hashing.tensors_sha256`` of the bool masks)."""
     masks = _bool_masks({k: v.detach().to("cpu") for k, v in masks.items()})
     sha = hashing.tensors_sha256(masks)
     file = Path(run_dir) / MASKS_FILE
     if _recorded_sha(file) != sha:
+        packed, metadata = pack_masks(masks)
         with atomic.atomic_path(file) as tmp:
-            save_file({k: v.to(torch.uint8).contiguous() for k, v in masks.items()}, str(tmp),
-                      metadata={"sha256": sha})
+            save_file(packed, str(tmp), metadata={**metadata, "sha256": sha})
     return sha
 
 

@@ -37,6 +37,7 @@ from .checkpoint import (
     SCHEDULE,
     Checkpoint,
     clean_stale,
+    drop_optimizer_state,
     latest_checkpoint,
     load_model_state,
     prune_checkpoints,
@@ -137,7 +138,8 @@ def train(
 ) -> TrainResult:
     """Train ``preset``'s model on ``schedule`` (default ``preset.train``) into ``run_dir``; with ``resume`` continue
     from its latest checkpoint. Checkpoints store ``preset`` unchanged and the schedule run beside it
-    (``Checkpoint.schedule``).
+    (``Checkpoint.schedule``). A finished run (``steps`` reached; ``steps`` is in its fingerprint, so it is never
+    extended) keeps float32 weights but no optimizer moments; resuming it changes nothing and returns its result.
 
     ``init_state`` replaces the random init (e.g. a connectome's signed constants); ``masks`` (parameter name ->
     0/1 tensor) are held fixed: pruned weights are exactly zero at every forward. Both are stored (the weights in
@@ -194,6 +196,11 @@ def train(
     ctx.barrier()
     ckpt = _admit(run_dir, fingerprint, resume=resume, overwrite=overwrite, ctx=ctx)
     resumed = ckpt is not None and resume
+    if resumed and ckpt.step >= cfg.steps:  # finished: nothing to train, nothing to load (no moments are left)
+        if ctx.is_main:  # a kill may have come between its last save and its pruning
+            _prune(run_dir, ckpt.step, cfg)
+        ctx.barrier()
+        return TrainResult(run_dir, ckpt.step, ckpt.state().get("val_loss"), ckpt)
     if resumed:
         saved_masks = ckpt.masks()
         if saved_masks:
@@ -319,13 +326,14 @@ def _admit(run_dir: Path, fingerprint: dict[str, Any], *, resume: bool, overwrit
 def _save(run_dir, step, model, preset, cfg, optimizer, weight_mask, loader, val_loss, ctx) -> Checkpoint | None:
     """Rank 0 writes the checkpoint of ``step`` and drops rolling ones beyond ``keep_last``; all ranks wait.
 
-    Once the run is complete only its final checkpoint (float32) stays resumable: the rolling ones go and the kept
-    steps become evaluation checkpoints in ``cfg.kept_dtype`` (no optimizer moments; see ``checkpoint.to_evaluation``).
+    Once the run is complete its final checkpoint (float32) is written without optimizer moments (a finished run
+    is never resumed to train further), the rolling ones go and the kept steps become evaluation checkpoints in
+    ``cfg.kept_dtype`` (no optimizer moments; see ``checkpoint.to_evaluation``).
     """
     ckpt = None
     if ctx.is_main:
         ckpt = save_checkpoint(
-            run_dir, step, model=model, preset=preset, optimizer=optimizer,
+            run_dir, step, model=model, preset=preset, optimizer=optimizer if step < cfg.steps else None,
             masks=weight_mask.state_dict() if weight_mask else None,
             state={"tokens": step * cfg.tokens_per_step, "loader": loader.state_dict(), "val_loss": val_loss,
                    "world_size": ctx.world_size, SCHEDULE: provenance.jsonable(dataclasses.asdict(cfg))},
@@ -337,5 +345,9 @@ def _save(run_dir, step, model, preset, cfg, optimizer, weight_mask, loader, val
 
 def _prune(run_dir: Path, step: int, cfg: TrainConfig) -> None:
     """Drop the checkpoints a run at ``step`` no longer needs (see ``_save``)."""
-    keep_last = 1 if step == cfg.steps else cfg.keep_last
-    prune_checkpoints(run_dir, keep_last, set(cfg.keep_checkpoints) | {cfg.steps}, cfg.kept_dtype)
+    finished = step >= cfg.steps
+    prune_checkpoints(run_dir, 1 if finished else cfg.keep_last, set(cfg.keep_checkpoints) | {cfg.steps},
+                      cfg.kept_dtype)
+    latest = latest_checkpoint(run_dir)
+    if finished and latest is not None:  # a final checkpoint written before finished runs dropped their moments
+        drop_optimizer_state(latest)
