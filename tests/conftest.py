@@ -66,3 +66,23 @@ def smoke_preset(tmp_path_factory, external_data_dir):
                   val_documents=preset.data.val_documents, small_documents=preset.data.small_documents,
                   progress=False)
     return preset
+
+
+@pytest.fixture(scope="session")
+def phrase_shards(tmp_path_factory):
+    """A maker of train and val shards of a learnable token stream: a random phrase of ``length`` GPT-2 ids repeated
+    ``repeats`` times, its first ``n_train`` tokens the train shard (``<prefix>_train_000000.bin``), the rest the val
+    shard; returns ``train``'s ``train_files`` and ``val_files`` arguments."""
+    import numpy as np
+
+    from genprune_nb.data.shards import write_shard
+
+    def make(prefix: str, length: int, repeats: int, n_train: int) -> dict[str, list[Path]]:
+        root = tmp_path_factory.mktemp(f"{prefix}_tokens")
+        stream = np.tile(np.random.default_rng(0).integers(0, 50257, size=length), repeats)
+        files = {split: root / f"{prefix}_{split}_000000.bin" for split in ("train", "val")}
+        write_shard(files["train"], stream[:n_train])
+        write_shard(files["val"], stream[n_train:])
+        return {"train_files": [files["train"]], "val_files": [files["val"]]}
+
+    return make

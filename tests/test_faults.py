@@ -14,13 +14,11 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from genprune_nb.config import get_preset, override
-from genprune_nb.data.shards import write_shard
 from genprune_nb.model.gpt import GPT
 from genprune_nb.storage.locking import LOCK_FILE
 from genprune_nb.study import curves
@@ -119,14 +117,9 @@ def assert_same_run(run: Path, ref: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory):
+def tiny_shards(phrase_shards):
     """Train and val shards of a learnable token stream (a repeated random phrase)."""
-    root = tmp_path_factory.mktemp("tiny_tokens")
-    rng = np.random.default_rng(0)
-    stream = np.tile(rng.integers(0, 50257, size=61), 20)
-    write_shard(root / "tiny_train_000000.bin", stream[:1000])
-    write_shard(root / "tiny_val_000000.bin", stream[1000:])
-    return {"train_files": [root / "tiny_train_000000.bin"], "val_files": [root / "tiny_val_000000.bin"]}
+    return phrase_shards("tiny", length=61, repeats=20, n_train=1000)
 
 
 def tiny_masks(seed: int = 0) -> dict[str, torch.Tensor]:

@@ -11,7 +11,6 @@ from safetensors.torch import save_file
 
 from genprune_nb.config import ConfigError, get_preset, override
 from genprune_nb.data.loader import TokenLoader
-from genprune_nb.data.shards import write_shard
 from genprune_nb.evals.scorer import Request, score
 from genprune_nb.launch import DistContext
 from genprune_nb.model.gpt import GPT
@@ -41,13 +40,8 @@ LOGPROB_ATOL_PER_TOKEN = 0.01  # nats per scored token (measured: 1.5e-4 on this
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tokens")
-    rng = np.random.default_rng(0)
-    stream = np.tile(rng.integers(0, 50257, size=97), 200)
-    write_shard(root / "k_train_000000.bin", stream[:15000])
-    write_shard(root / "k_val_000000.bin", stream[15000:])
-    return {"train_files": [root / "k_train_000000.bin"], "val_files": [root / "k_val_000000.bin"]}
+def shards(phrase_shards):
+    return phrase_shards("k", length=97, repeats=200, n_train=15000)
 
 
 @pytest.fixture(scope="module")
