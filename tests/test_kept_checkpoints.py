@@ -127,14 +127,17 @@ def test_a_final_checkpoint_written_with_moments_loses_them_on_resume(results, s
     assert files_written(run) == before and again.final_val_loss == results["float32"].final_val_loss
 
 
-def test_bf16_kept_checkpoints_take_half_the_bytes(runs):
+def test_bf16_kept_checkpoints_take_half_the_bytes(runs, masks):
+    survivors = sum(int(m.sum()) for m in masks.values())  # a masked run stores its survivors only
     for dtype, per_weight in (("float32", 4), ("bfloat16", 2)):
         ckpts = list_checkpoints(runs[dtype])
         assert [c.step for c in ckpts] == [5, 10, 20]
         kept, final = ckpts[:-1], ckpts[-1]
         assert [c.weights_dtype() for c in kept] == [dtype] * 2
-        assert all(data_bytes(c.path / WEIGHTS_FILE) == per_weight * N for c in kept)
-        assert data_bytes(final.path / WEIGHTS_FILE) == 4 * N
+        assert all(data_bytes(c.path / WEIGHTS_FILE) == per_weight * survivors for c in kept)
+        assert data_bytes(final.path / WEIGHTS_FILE) == 4 * survivors
+        # the recorded sha256 is that of the dense weights a load returns
+        assert all(c.state()["weights_sha256"] == hashing.tensors_sha256(c.weights()) for c in ckpts)
         assert not any((c.path / "optimizer.pt").exists() for c in kept)
     full, half = (list_checkpoints(runs[d])[0].path / WEIGHTS_FILE for d in ("float32", "bfloat16"))
     assert half.stat().st_size / full.stat().st_size == pytest.approx(0.5, abs=1e-3)
@@ -243,9 +246,12 @@ def test_a_run_masks_file_of_one_byte_per_weight_still_loads(runs, masks, tmp_pa
 
 
 def test_a_checkpoint_with_its_own_masks_still_loads_and_resumes(runs, masks, shards, tmp_path):
-    """The format before masks were stored once: ``masks.safetensors`` (uint8) in every step directory."""
+    """The format before masks were stored once: ``masks.safetensors`` (uint8) in every step directory, and dense
+    weights (before a masked run stored its survivors only)."""
     run = tmp_path / "old"
     train(SMOKE, run, masks=masks, until=7, progress=False, **shards)
+    for ckpt in list_checkpoints(run):
+        save_file(ckpt.weights(), str(ckpt.path / WEIGHTS_FILE), metadata={"dtype": "float32"})
     (run / MASKS_FILE).unlink()
     for ckpt in list_checkpoints(run):
         save_file({n: m.to(torch.uint8) for n, m in masks.items()}, str(ckpt.path / MASKS_FILE))
@@ -258,3 +264,6 @@ def test_a_checkpoint_with_its_own_masks_still_loads_and_resumes(runs, masks, sh
     straight = latest_checkpoint(runs["float32"]).weights()
     final = latest_checkpoint(resumed.run_dir).weights()
     assert all(torch.equal(final[n], straight[n]) for n in straight)
+    assert all(torch.count_nonzero(final[n][~masks[n]]) == 0 for n in masks)
+    assert latest_checkpoint(run).state()["weights_sha256"] == \
+        latest_checkpoint(runs["float32"]).state()["weights_sha256"]  # bit for bit: the same weights, the same sha

@@ -126,33 +126,49 @@ def test_connectome_bits_by_hand_and_against_the_codec():
 def test_disk_by_hand():
     disk = P.disk_usage(SMOKE).set_index("item")
     bare, resumable, masks = 4 * N + P.SMALL_FILES, 12 * N + P.SMALL_FILES, N // 8  # masks: 1 bit, once per run
+
+    def sparse(per_weight, density):  # a masked run's checkpoint: the survivors of its N masked weights only
+        return per_weight * round(density * N) + P.SMALL_FILES
+
     assert N % 8 == 0 and P.masks_bytes(SMOKE) == masks
     assert P.checkpoint_bytes(SMOKE, optimizer=True) == resumable
     assert P.checkpoint_bytes(SMOKE, optimizer=False, dtype="bfloat16") == 2 * N + P.SMALL_FILES
+    assert P.checkpoint_bytes(SMOKE, optimizer=True, density=0.8) == 4 * 2_595_226 + 8 * N + P.SMALL_FILES
+    unpruned = 2 * 50_304 * 32  # without prune_embeddings wte and lm_head are stored whole
+    assert P.checkpoint_bytes(override(SMOKE, {"outer.prune_embeddings": False}), optimizer=False, density=0.5) == \
+        4 * (unpruned + (N - unpruned) // 2) + P.SMALL_FILES
     rows = disk["bytes"]
-    assert rows["final checkpoint, generation 0 and the last (float32; no optimizer state)"] == 2 * bare  # G = 2
-    assert not any(i.startswith("final checkpoint, generations 1..") for i in disk.index)  # none between
+    assert rows["final checkpoint, generation 0 (float32, density 1.000; no optimizer state)"] == bare  # G = 2
+    assert rows["final checkpoint, generation 1 (float32, density 0.800; no optimizer state)"] == sparse(4, 0.8)
+    assert not any("earlier kept" in i for i in disk.index)  # train.keep_checkpoints: none
     assert rows["masks, generations 1.. (1 bit per weight, once per run)"] == masks
     g1 = next(i for i in disk.index if i.startswith("connectome file, generation 1"))
     assert rows[g1] == 2 * math.ceil(N * P.connectome_bits_per_weight(0.64) / 8)  # its file and the final copy
-    # inner: kept steps 0, 5, 10 (keep_every 5), the final one an evaluation checkpoint too (no optimizer state)
-    kept = "kept checkpoints per run, final included (float32) x 2 runs"
-    assert rows[f"Connectome: 3 {kept}"] == rows[f"NoConnectome: 3 {kept}"] == 6 * bare
+    # inner: kept steps 0, 5, 10 (keep_every 5), the final one an evaluation checkpoint too (no optimizer state);
+    # the masked conditions at the final connectome's density 0.8^2
+    kept = "kept checkpoints per run, final included (float32, density {}) x 2 runs"
+    assert rows[f"NoConnectome: 3 {kept.format('1.000')}"] == 6 * bare
+    assert rows[f"Connectome: 3 {kept.format('0.640')}"] == rows[f"RandomConnectome: 3 {kept.format('0.640')}"] \
+        == 6 * sparse(4, 0.64)
     assert rows["Connectome: masks (1 bit per weight, once per run) x 2 runs"] == 2 * masks
     assert "NoConnectome: masks (1 bit per weight, once per run) x 2 runs" not in rows
     finished = disk[disk["part"] != "while training"]["bytes"].sum()
     connectomes = 2 * math.ceil(N * P.connectome_bits_per_weight(0.64) / 8) + math.ceil(
         N * P.connectome_bits_per_weight(0.8) / 8)
-    inner = 3 * 6 * bare + 2 * 2 * masks  # 3 conditions x 2 seeds x 3 kept steps; 2 conditions masked
-    assert finished == 2 * bare + masks + connectomes + inner
+    inner = 6 * bare + 2 * 6 * sparse(4, 0.64) + 2 * 2 * masks  # 3 conditions x 2 seeds x 3 kept steps; 2 masked
+    assert finished == bare + sparse(4, 0.8) + masks + connectomes + inner
     assert disk.loc["outer: up to 2 rolling checkpoints of the running generation", "bytes"] == 2 * resumable
     # bfloat16 kept checkpoints: every inner one at 2 bytes per weight; of 4 generations the 2 between in bfloat16
     half_preset = override(SMOKE, {"inner_train.kept_dtype": "bfloat16", "train.kept_dtype": "bfloat16",
-                                   "outer.generations": 4})
+                                   "outer.generations": 4, "train.keep_checkpoints": (10,)})
     half = P.disk_usage(half_preset).set_index("item")["bytes"]
-    assert half["Connectome: 3 " + kept.replace("float32", "bfloat16")] == 6 * (2 * N + P.SMALL_FILES)
-    assert half["final checkpoint, generation 0 and the last (float32; no optimizer state)"] == 2 * bare
-    assert half["final checkpoint, generations 1..2 (bfloat16; analysed only)"] == 2 * (2 * N + P.SMALL_FILES)
+    assert half["Connectome: 3 " + kept.format("0.410").replace("float32", "bfloat16")] == 6 * sparse(2, 0.8 ** 4)
+    assert half["final checkpoint, generation 0 (float32, density 1.000; no optimizer state)"] == bare
+    assert half["final checkpoint, generation 1 (bfloat16, density 0.800; analysed only)"] == sparse(2, 0.8)
+    assert half["final checkpoint, generation 2 (bfloat16, density 0.640; analysed only)"] == sparse(2, 0.64)
+    assert half["final checkpoint, generation 3 (float32, density 0.512; no optimizer state)"] == sparse(4, 0.512)
+    assert half["1 earlier kept checkpoints, generation 0 (bfloat16, density 1.000)"] == 2 * N + P.SMALL_FILES
+    assert half["1 earlier kept checkpoints, generation 3 (bfloat16, density 0.512)"] == sparse(2, 0.512)
     assert half["masks, generations 1.. (1 bit per weight, once per run)"] == 3 * masks
 
 

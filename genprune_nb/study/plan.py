@@ -29,7 +29,10 @@ prints them). Every number is a formula of the preset, stated where it is comput
   moments, ``training.loop``): the outer generations' finals in fp32 for generation 0 and the last (the transmission
   conditions start from them), in ``train.kept_dtype`` for those between (only analysed, ``generations``); their
   other kept steps and every kept step of an inner run, its final one included, in the schedule's ``kept_dtype``
-  (they serve evaluations only; see ``generations.inner_keep_steps`` and ``checkpoint.prune_checkpoints``); a masked
+  (they serve evaluations only; see ``generations.inner_keep_steps`` and ``checkpoint.prune_checkpoints``). A
+  masked run's checkpoints store the masked weights' survivors only (``checkpoint.pack_weights``): their density's
+  share of them, p = (1 - prune_fraction)^g for outer generation g, (1 - prune_fraction)^G for the masked inner
+  conditions (grown from the final connectome). A masked
   run's ``masks.safetensors`` (bit-packed, once per run: n / 8 bytes) and every connectome file (entropy-coded:
   H(p) + p bits per weight at density p with balanced signs, p = (1 - prune_fraction)^(g+1)).
 """
@@ -52,6 +55,7 @@ from ..data.shards import ShardError, find_shards, read_header
 from ..errors import GenpruneError
 from ..model.gpt import PEAK_FLOPS, flops_per_token, matmul_weights
 from ..stats import binary_entropy
+from ..training.checkpoint import FULL_PRECISION
 from .conditions import BASELINE
 from .generations import inner_keep_steps, parse_condition
 
@@ -275,11 +279,13 @@ def connectome_bits_per_weight(density: float) -> float:
     return binary_entropy(density) + density
 
 
-def checkpoint_bytes(preset: Preset, *, optimizer: bool, dtype: str = "float32") -> int:
-    """One checkpoint: weights in ``dtype``, fp32 AdamW moments if kept, and the small files (a masked run's masks
-    are stored once per run: ``masks_bytes``)."""
-    n = weight_count(preset)
-    return WEIGHT_BYTES[dtype] * n + (8 * n if optimizer else 0) + SMALL_FILES
+def checkpoint_bytes(preset: Preset, *, optimizer: bool, dtype: str = "float32", density: float = 1.0) -> int:
+    """One checkpoint: weights in ``dtype`` (of a run masked at ``density``, the masked weights' survivors only,
+    ``checkpoint.pack_weights``), fp32 AdamW moments if kept (of every weight), and the small files (a masked run's
+    masks are stored once per run: ``masks_bytes``)."""
+    n, masked = weight_count(preset), masked_weight_count(preset)
+    stored = n - masked + round(density * masked)
+    return WEIGHT_BYTES[dtype] * stored + (8 * n if optimizer else 0) + SMALL_FILES
 
 
 def masks_bytes(preset: Preset) -> int:
@@ -299,14 +305,17 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
     G = outer.generations
     n_masked, mask_file = masked_weight_count(preset), masks_bytes(preset)
     kept_outer = _kept(train.keep_checkpoints, train.steps)
-    rows = [("outer", "final checkpoint, generation 0 and the last (float32; no optimizer state)", min(G, 2),
-             checkpoint_bytes(preset, optimizer=False))]
-    if G > 2:
-        rows.append(("outer", f"final checkpoint, generations 1..{G - 2} ({train.kept_dtype}; analysed only)", G - 2,
-                     checkpoint_bytes(preset, optimizer=False, dtype=train.kept_dtype)))
-    if kept_outer > 1:
-        rows.append(("outer", f"{kept_outer - 1} earlier kept checkpoints per generation ({train.kept_dtype})",
-                     (kept_outer - 1) * G, checkpoint_bytes(preset, optimizer=False, dtype=train.kept_dtype)))
+    rows = []
+    for g in range(G):
+        density = (1 - outer.prune_fraction) ** g  # of the masks generation g trains under (none for 0)
+        transmitted = g in (0, G - 1)  # the transmission conditions start from them: float32
+        final, why = (FULL_PRECISION, "no optimizer state") if transmitted else (train.kept_dtype, "analysed only")
+        rows.append(("outer", f"final checkpoint, generation {g} ({final}, density {density:.3f}; {why})", 1,
+                     checkpoint_bytes(preset, optimizer=False, dtype=final, density=density)))
+        if kept_outer > 1:
+            rows.append(("outer", f"{kept_outer - 1} earlier kept checkpoints, generation {g} ({train.kept_dtype}, "
+                                  f"density {density:.3f})", kept_outer - 1,
+                         checkpoint_bytes(preset, optimizer=False, dtype=train.kept_dtype, density=density)))
     rows.append(("outer", "masks, generations 1.. (1 bit per weight, once per run)", G - 1, mask_file))
     for g in range(G):
         density = (1 - outer.prune_fraction) ** (g + 1)
@@ -314,12 +323,14 @@ def disk_usage(preset: Preset) -> pd.DataFrame:
                               f"{connectome_bits_per_weight(density):.3f} bits/weight)",
                      1 + (g == G - 1), math.ceil(n_masked * connectome_bits_per_weight(density) / 8)))
     kept_inner = len(inner_keep_steps(preset))
+    grown = (1 - outer.prune_fraction) ** G  # the final connectome's density: every masked inner run's
     for condition in preset.inner.conditions:
         is_masked = parse_condition(condition, outer.criterion)[0] != BASELINE
         runs = len(preset.inner.seeds)
+        density = grown if is_masked else 1.0
         rows.append(("inner", f"{condition}: {kept_inner} kept checkpoints per run, final included "
-                              f"({inner.kept_dtype}) x {runs} runs", kept_inner * runs,
-                     checkpoint_bytes(preset, optimizer=False, dtype=inner.kept_dtype)))
+                              f"({inner.kept_dtype}, density {density:.3f}) x {runs} runs", kept_inner * runs,
+                     checkpoint_bytes(preset, optimizer=False, dtype=inner.kept_dtype, density=density)))
         if is_masked:
             rows.append(("inner", f"{condition}: masks (1 bit per weight, once per run) x {runs} runs", runs,
                          mask_file))

@@ -9,8 +9,12 @@ tensor of ``ceil(numel / 8)`` bytes, bit ``i % 8`` (least significant first, ``n
 byte ``i // 8`` being element ``i`` of the row-major flattened mask, the padding bits of the last byte zero; the
 shapes are in the file's metadata (``shapes``: JSON, name -> list of sizes; ``format``: ``"bits"``). Bytes have no
 endianness, so the file reads the same on any machine. Files without that metadata (written before) hold one uint8
-per weight, and still load. ``<run>/checkpoints/latest`` names the newest complete one; it
-is updated only after the directory is in place, so a kill mid-save leaves the previous checkpoint as "latest". A
+per weight, and still load. A masked run's ``model.safetensors`` holds each masked tensor as its survivors only
+(``pack_weights``: a 1-D tensor of the values where the mask is True, in row-major order; the file's metadata
+``weights``: ``"survivors"``), which a load scatters into zeros with the run's masks (``unpack_weights``); files
+without that metadata (unmasked runs, checkpoints written before) hold every tensor whole. The recorded weights
+sha256 is ``hashing.tensors_sha256`` of the dense weights a load returns. ``<run>/checkpoints/latest`` names the
+newest complete one; it is updated only after the directory is in place, so a kill mid-save leaves the previous checkpoint as "latest". A
 ``step_*`` directory is always complete: it appears and disappears in one rename (``atomic``); ``clean_stale``
 removes what killed saves left behind.
 
@@ -35,7 +39,7 @@ from typing import Any, Callable, Mapping, TypeVar
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..config import Preset, TrainConfig
@@ -207,15 +211,17 @@ class Checkpoint:
     def load_model(self, device: str | torch.device = "cpu") -> GPT:
         """A float32 GPT with this checkpoint's config and weights (pruned weights are already zero; weights stored
         in bfloat16 are upcast)."""
-        preset = self.preset()
-        model = GPT(preset.model)
-        _load_weights(self.path / WEIGHTS_FILE, model, preset)
+        model = GPT(self.preset().model)
+        _load_weights(self, model)
         return model.to(device)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        """The stored weights as saved (names and dtypes of ``model.safetensors``, see ``weights_dtype``), without
-        building a model."""
-        return _read(self.path / WEIGHTS_FILE, load_file)
+        """The stored weights, dense (names and dtypes of ``model.safetensors``, see ``weights_dtype``; a masked
+        run's survivors scattered into zeros with its masks, ``unpack_weights``), without building a model."""
+        file = self.path / WEIGHTS_FILE
+        stored, metadata = _read(file, load_tensors)
+        masks = self.masks() if holds_survivors(metadata) else None
+        return _read(file, lambda _: unpack_weights(stored, metadata, masks))
 
     def fingerprint(self) -> str:
         """Digest of what an evaluation of this checkpoint scores: the model shape and the weights.
@@ -283,8 +289,54 @@ def unpack_masks(stored: Mapping[str, torch.Tensor], metadata: Mapping[str, str]
 
 def load_masks(file: Path) -> dict[str, torch.Tensor]:
     """The bool masks stored in a masks file (either format, see ``unpack_masks``)."""
+    return unpack_masks(*load_tensors(file))
+
+
+def load_tensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file, as stored."""
     with safe_open(str(file), "pt") as f:
-        return unpack_masks({k: f.get_tensor(k) for k in f.keys()}, f.metadata())
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+
+
+_SURVIVORS = "survivors"  # model.safetensors' ``weights`` metadata: masked tensors hold their survivors only
+
+
+def pack_weights(weights: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor] | None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a checkpoint's ``model.safetensors``: with ``masks`` (bool, CPU), every tensor they
+    name as its survivors (the values where the mask is True, row-major order, 1-D), the others whole; without,
+    every tensor whole (dense, no metadata)."""
+    if not masks:
+        return dict(weights), {}
+    return {k: v[masks[k]] if k in masks else v for k, v in weights.items()}, {"weights": _SURVIVORS}
+
+
+def holds_survivors(metadata: Mapping[str, str] | None) -> bool:
+    """Whether a ``model.safetensors`` of this metadata holds survivors only (``pack_weights``)."""
+    return (metadata or {}).get("weights") == _SURVIVORS
+
+
+def unpack_weights(stored: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None,
+                   masks: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """The dense weights of a ``model.safetensors``' tensors and metadata: survivors scattered into zeros (pruned
+    weights +0.0) with the run's ``masks``; a dense file's tensors as they are."""
+    if not holds_survivors(metadata):
+        return dict(stored)
+    if not masks:
+        raise ValueError("the weights are stored as survivors of masks, but the run has no masks")
+    dense = {}
+    for name, values in stored.items():
+        mask = masks.get(name)
+        if mask is None:
+            dense[name] = values
+            continue
+        count = int(mask.count_nonzero())
+        if values.dim() != 1 or values.numel() != count:
+            raise ValueError(f"{name} holds {tuple(values.shape)} values, not the {count} survivors of its "
+                             f"{tuple(mask.shape)} mask")
+        dense[name] = values.new_zeros(mask.shape)
+        dense[name][mask] = values
+    return dense
 
 
 def _first_sentence(error: BaseException) -> str:
@@ -292,9 +344,11 @@ def _first_sentence(error: BaseException) -> str:
     return text.split(". ")[0][:200] or type(error).__name__
 
 
-def _load_weights(file: Path, model: nn.Module, run_preset: Preset) -> None:
-    """Load ``file`` into ``model``; weights of another shape name the model fields in which the run differs."""
-    state = _read(file, load_file)  # load_state_dict copies into the model's float32 weights: bf16 is upcast
+def _load_weights(ckpt: Checkpoint, model: nn.Module) -> None:
+    """Load ``ckpt``'s weights into ``model``; weights of another shape name the model fields in which the run
+    differs."""
+    file, run_preset = ckpt.path / WEIGHTS_FILE, ckpt.preset()
+    state = ckpt.weights()  # load_state_dict copies into the model's float32 weights: bf16 is upcast
     try:
         load_model_state(model, state, file)
     except RuntimeError as e:
@@ -319,18 +373,20 @@ def save_checkpoint(
     masks: dict[str, torch.Tensor] | None = None,
     state: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Write ``<run>/checkpoints/step_{step}`` (float32 weights) atomically, then point ``latest`` at it; ``masks``
-    go to the run's ``masks.safetensors`` (written once, atomically), which the checkpoint names by its sha256."""
+    """Write ``<run>/checkpoints/step_{step}`` (float32 weights; with ``masks``, the masked tensors' survivors only)
+    atomically, then point ``latest`` at it; ``masks`` go to the run's ``masks.safetensors`` (written once,
+    atomically), which the checkpoint names by its sha256."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:06d}"
     recorded = provenance.read(run_dir)
     state = dict(state or {})
     if masks:
+        masks = _cpu_masks(masks)
         state["masks_sha256"] = save_run_masks(run_dir, masks)
     with atomic.atomic_path(final) as tmp:
         tmp.mkdir()
         weights = model_state(model)
-        _save_weights(weights, tmp / WEIGHTS_FILE, state)
+        _save_weights(weights, tmp / WEIGHTS_FILE, state, masks)
         if recorded is not None:
             state["run_fingerprint"] = hashing.digest(recorded)
         if optimizer is not None:
@@ -345,7 +401,7 @@ def save_checkpoint(
 def save_run_masks(run_dir: str | Path, masks: Mapping[str, torch.Tensor]) -> str:
     """Store a run's masks in ``<run>/masks.safetensors`` (bit-packed, see the module docstring; atomically, and
     only if it does not hold these already); return their sha256 (``hashing.tensors_sha256`` of the bool masks)."""
-    masks = _bool_masks({k: v.detach().to("cpu") for k, v in masks.items()})
+    masks = _cpu_masks(masks)
     sha = hashing.tensors_sha256(masks)
     file = Path(run_dir) / MASKS_FILE
     if _recorded_sha(file) != sha:
@@ -353,6 +409,10 @@ def save_run_masks(run_dir: str | Path, masks: Mapping[str, torch.Tensor]) -> st
         with atomic.atomic_path(file) as tmp:
             save_file(packed, str(tmp), metadata={**metadata, "sha256": sha})
     return sha
+
+
+def _cpu_masks(masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return _bool_masks({k: v.detach().to("cpu") for k, v in masks.items()})
 
 
 def _recorded_sha(file: Path) -> str | None:
@@ -364,14 +424,17 @@ def _recorded_sha(file: Path) -> str | None:
         return None
 
 
-def _save_weights(weights: Mapping[str, torch.Tensor], file: Path, state: dict[str, Any]) -> None:
-    """Write ``weights`` to ``file`` and record their dtype and sha256 in ``state`` (state.json's fields)."""
+def _save_weights(weights: Mapping[str, torch.Tensor], file: Path, state: dict[str, Any],
+                  masks: Mapping[str, torch.Tensor] | None) -> None:
+    """Write ``weights`` to ``file`` (the masked tensors' survivors only, ``pack_weights``) and record their dtype
+    and sha256 in ``state`` (state.json's fields): the sha256 of the dense weights a load returns."""
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in weights.values()})
     if len(dtypes) != 1:
         raise ValueError(f"{file}: weights of several dtypes {dtypes}")
-    save_file(dict(weights), str(file), metadata={"dtype": dtypes[0]})
+    stored, metadata = pack_weights(weights, masks)
+    save_file(stored, str(file), metadata={"dtype": dtypes[0], **metadata})
     state["weights_dtype"] = dtypes[0]
-    state["weights_sha256"] = hashing.tensors_sha256(weights)
+    state["weights_sha256"] = hashing.tensors_sha256(unpack_weights(stored, metadata, masks))
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
@@ -461,13 +524,13 @@ def to_evaluation(ckpt: Checkpoint, dtype: str = FULL_PRECISION) -> None:
                               f"train.kept_dtype={stored} for this run, or restart it with --overwrite")
     target = getattr(torch, dtype)
     weights = {k: v.to(target) for k, v in ckpt.weights().items()}
-    state = ckpt.state()
+    masks, state = ckpt.masks(), ckpt.state()
     with atomic.atomic_path(ckpt.path) as tmp:
         tmp.mkdir()
         for f in ckpt.path.iterdir():
             if f.name not in (WEIGHTS_FILE, "state.json") and f.is_file():
                 shutil.copy2(f, tmp / f.name)
-        _save_weights(weights, tmp / WEIGHTS_FILE, state)
+        _save_weights(weights, tmp / WEIGHTS_FILE, state, masks)
         (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
 
 
@@ -490,7 +553,7 @@ def restore_training_state(ckpt: Checkpoint, model: nn.Module, optimizer: torch.
     device = next(unwrap(model).parameters()).device
     moments = _read(ckpt.path / OPTIMIZER_FILE, lambda f: torch.load(f, map_location=device, weights_only=True))
     rng = _read(ckpt.path / "rng.pt", lambda f: torch.load(f, weights_only=False))
-    _load_weights(ckpt.path / WEIGHTS_FILE, model, ckpt.preset())
+    _load_weights(ckpt, model)
     try:
         optimizer.load_state_dict(moments)
     except (ValueError, KeyError, RuntimeError) as e:
