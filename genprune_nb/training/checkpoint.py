@@ -14,9 +14,9 @@ per weight, and still load. A masked run's ``model.safetensors`` holds each mask
 ``weights``: ``"survivors"``), which a load scatters into zeros with the run's masks (``unpack_weights``); files
 without that metadata (unmasked runs, checkpoints written before) hold every tensor whole. The recorded weights
 sha256 is ``hashing.tensors_sha256`` of the dense weights a load returns. ``<run>/checkpoints/latest`` names the
-newest complete one; it is updated only after the directory is in place, so a kill mid-save leaves the previous checkpoint as "latest". A
-``step_*`` directory is always complete: it appears and disappears in one rename (``atomic``); ``clean_stale``
-removes what killed saves left behind.
+newest complete one; it is updated only after the directory is in place, so a kill mid-save leaves the previous
+checkpoint as "latest". A ``step_*`` directory is always complete: it appears and disappears in one rename
+(``atomic``); ``clean_stale`` removes what killed saves left behind.
 
 A checkpoint is written in float32 with its optimizer moments (resumable), but for a finished run's final one
 (``training.loop``: a finished run is never trained further, so it keeps float32 weights and no moments). A kept
