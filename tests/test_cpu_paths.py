@@ -9,7 +9,6 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from genprune_nb.config import get_preset, override
 from genprune_nb.launch import DistContext, cpu_threads
@@ -46,7 +45,7 @@ def run(preset, run_dir, masks, *overrides):
     result = train(override(preset, SHORT + list(overrides)), run_dir, masks=masks, progress=False)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in rows if "train_loss" in r]
-    weights = load_file(latest_checkpoint(run_dir).path / "model.safetensors")
+    weights = latest_checkpoint(run_dir).weights()  # dense: a masked run stores its survivors only
     return losses, result.final_val_loss, weights, provenance.read(run_dir)
 
 

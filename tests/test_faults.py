@@ -104,7 +104,7 @@ def records(run_dir: Path) -> list[dict]:
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(latest_checkpoint(run_dir).path / "model.safetensors")
+    return latest_checkpoint(run_dir).weights()  # dense: a masked run stores its survivors only
 
 
 def assert_same_run(run: Path, ref: Path) -> None:
